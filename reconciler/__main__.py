@@ -1,0 +1,5 @@
+import sys
+
+from reconciler.main import main
+
+sys.exit(main())

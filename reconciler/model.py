@@ -1,0 +1,170 @@
+"""The frozen model of an environments repo at one commit.
+
+`desired` builds these from validated files; `plan` and `execute` only read them.
+Values are plain JSON-like dicts that no code mutates after loading.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+API_VERSION = "reconciler/v1"
+
+# The labels helm stores on every revision we write (`helm --labels`). They mark
+# a release as ours, so pruning never touches what someone else installed.
+LABEL_MANAGED_BY = "managed-by"
+MANAGED_BY = "reconciler"
+LABEL_INSTALLATION = "reconciler-installation"
+LABEL_DIGEST = "reconciler-digest"
+
+Values = dict[str, Any]
+Remediation = Literal["rollback", "uninstall", "none"]
+
+REF_PLACEHOLDER = re.compile(r"\{ref(?::(\d+))?\}")
+
+
+def render_version(template: str, ref: str) -> str:
+    """Chart version for a commit ref: `{ref}` is the full SHA, `{ref:N}` its first N characters."""
+
+    return REF_PLACEHOLDER.sub(lambda m: ref[: int(m.group(1))] if m.group(1) else ref, template)
+
+
+@dataclass(frozen=True)
+class ChartSource:
+    """Where a project's chart comes from.
+
+    `repository` is `oci://host/path` (the chart is `<repository>/<name>`) or an
+    `http(s)://` classic Helm repository (`helm --repo`).
+    """
+
+    repository: str
+    name: str
+    version_template: str = "1.0.0-g{ref}"
+
+
+@dataclass(frozen=True)
+class Project:
+    name: str
+    chart: ChartSource
+    namespace: str
+    values: Values = field(default_factory=dict)
+    depends_on: tuple[str, ...] = ()
+    path: str = ""
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What the reconciler may do in one installation, and how carefully."""
+
+    prune: bool = False
+    max_prune_share: float = 0.25
+    remediation: Remediation = "rollback"
+    retries: int = 2
+    retry_backoff_seconds: float = 30.0
+    timeout_seconds: int = 300
+    concurrency: int = 4
+    history_max: int = 10
+    wait: bool = False
+    pending_timeout_seconds: int = 600
+
+
+@dataclass(frozen=True)
+class ValuesFrom:
+    """In-cluster values that must not live in git: a ConfigMap and a Secret.
+
+    In each, the key `values.yaml` applies to every release and `<release>.yaml`
+    to one release.
+    """
+
+    namespace: str = "reconciler"
+    config_map: str | None = None
+    secret: str | None = None
+
+
+@dataclass(frozen=True)
+class Release:
+    name: str
+    project: str
+    ref: str | None = None
+    version: str | None = None
+    namespace: str | None = None
+    values: Values = field(default_factory=dict)
+    path: str = ""
+
+
+@dataclass(frozen=True)
+class Installation:
+    name: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    values: Values = field(default_factory=dict)
+    policy: Policy = field(default_factory=Policy)
+    chart_repository: str | None = None
+    values_from: ValuesFrom = field(default_factory=ValuesFrom)
+    releases: tuple[Release, ...] = ()
+    path: str = ""
+
+
+@dataclass(frozen=True)
+class Environments:
+    """Every project and installation of the repo at one commit."""
+
+    projects: Mapping[str, Project]
+    installations: Mapping[str, Installation]
+    revision: str = ""
+
+
+@dataclass(frozen=True)
+class ChartRef:
+    """A resolved chart: what helm is asked to install."""
+
+    repository: str
+    name: str
+    version: str
+
+    @property
+    def is_oci(self) -> bool:
+        return self.repository.startswith("oci://")
+
+
+@dataclass(frozen=True)
+class DesiredRelease:
+    """One release as the installation should have it, values fully layered."""
+
+    name: str
+    namespace: str
+    project: str
+    chart: ChartRef
+    values: Values
+    depends_on: tuple[str, ...] = ()
+    ref: str | None = None
+
+    @property
+    def digest(self) -> str:
+        return digest_of(self.chart, self.values)
+
+
+def digest_of(chart: ChartRef, values: Values) -> str:
+    """A short stable fingerprint of what helm would be given; stored as a release label."""
+
+    payload = json.dumps(
+        {"chart": [chart.repository, chart.name, chart.version], "values": values},
+        sort_keys=True,
+        separators=(",", ":"),
+        default=str,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:20]
+
+
+@dataclass(frozen=True)
+class DesiredState:
+    """What one installation should run, at one environments commit."""
+
+    installation: str
+    revision: str
+    policy: Policy
+    releases: tuple[DesiredRelease, ...]

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Builds the testbed binaries from Go modules and caches them by version.
+# Running it again with the same pins does nothing.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=versions.env
+source "$here/versions.env"
+cache=${RECONCILER_CACHE:-$HOME/.cache/reconciler-testbed}
+mkdir -p "$cache"
+
+log() { printf 'testbed: %s\n' "$*" >&2; }
+
+# build NAME VERSION MAIN_PACKAGE LDFLAGS [require...] [-- replace...]
+# A throwaway module pins the requirement so `go build` works even where the
+# upstream module has replace directives that `go install pkg@v` refuses.
+build() {
+  local name=$1 version=$2 pkg=$3 ldflags=$4
+  shift 4
+  local out="$cache/$name-$version/$name"
+  if [ -x "$out" ]; then return 0; fi
+  local work
+  work=$(mktemp -d)
+  log "building $name $version (once; cached in $cache)"
+  local start=$SECONDS
+  (
+    cd "$work"
+    go mod init "testbed.local/$name" >/dev/null 2>&1
+    if [ -n "${MAIN_GO:-}" ]; then printf '%s\n' "$MAIN_GO" > main.go; fi
+    for edit in "$@"; do go mod edit "$edit"; done
+    GOFLAGS=-mod=mod go mod tidy >/dev/null 2>&1 || GOFLAGS=-mod=mod go mod download
+    mkdir -p "$(dirname "$out")"
+    CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "$ldflags" -o "$out.tmp" "$pkg"
+    mv "$out.tmp" "$out"
+  )
+  rm -rf "$work"
+  log "built $name $version in $((SECONDS - start))s"
+}
+
+kube_apiserver() {
+  local v=$KUBERNETES_VERSION minor
+  minor=${v#v1.}; minor=${minor%%.*}
+  local staging_v="v0.${v#v1.}"
+  local gomod
+  gomod=$(cd /tmp && GOFLAGS=-mod=mod go mod download -json "k8s.io/kubernetes@$v" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
+  local edits=("-require=k8s.io/kubernetes@$v")
+  local mod
+  for mod in $(grep -oE '^\s*k8s\.io/[a-z0-9-]+ => \./staging' "$gomod" | awk '{print $1}'); do
+    edits+=("-replace=$mod=$mod@$staging_v")
+  done
+  local pkgbase=k8s.io/component-base/version
+  local ld="-s -w -X $pkgbase.gitVersion=$v -X $pkgbase.gitMajor=1 -X $pkgbase.gitMinor=$minor -X $pkgbase.gitTreeState=clean -X $pkgbase.buildDate=1970-01-01T00:00:00Z"
+  MAIN_GO='package main
+
+import _ "k8s.io/kubernetes/cmd/kube-apiserver/app"
+
+func main() {}' build kube-apiserver "$v" k8s.io/kubernetes/cmd/kube-apiserver "$ld" "${edits[@]}"
+}
+
+etcd() {
+  MAIN_GO='package main
+
+import (
+	"os"
+
+	"go.etcd.io/etcd/server/v3/etcdmain"
+)
+
+func main() { etcdmain.Main(os.Args) }' build etcd "$ETCD_VERSION" . "-s -w" "-require=go.etcd.io/etcd/server/v3@$ETCD_VERSION"
+}
+
+helm_bin() {
+  local name=$1 major=$2 v=$3
+  MAIN_GO="package main
+
+import _ \"helm.sh/helm/$major/cmd/helm\"
+
+func main() {}" build "$name" "$v" "helm.sh/helm/$major/cmd/helm" "-s -w -X helm.sh/helm/$major/internal/version.version=$v" "-require=helm.sh/helm/$major@$v"
+}
+
+registry() {
+  MAIN_GO='package main
+
+import _ "github.com/distribution/distribution/v3/cmd/registry"
+
+func main() {}' build registry "$DISTRIBUTION_VERSION" github.com/distribution/distribution/v3/cmd/registry "-s -w" "-require=github.com/distribution/distribution/v3@$DISTRIBUTION_VERSION"
+}
+
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(etcd helm4 helm3 registry kube-apiserver)
+for t in "${targets[@]}"; do
+  case $t in
+    etcd) etcd ;;
+    helm4) helm_bin helm4 v4 "$HELM4_VERSION" ;;
+    helm3) helm_bin helm3 v3 "$HELM3_VERSION" ;;
+    registry) registry ;;
+    kube-apiserver) kube_apiserver ;;
+    *) log "unknown target $t"; exit 2 ;;
+  esac
+done
+# One line a binary, read by the test fixtures and `make testbed`.
+cat > "$cache/paths.env.tmp" <<PATHS
+ETCD=$cache/etcd-$ETCD_VERSION/etcd
+KUBE_APISERVER=$cache/kube-apiserver-$KUBERNETES_VERSION/kube-apiserver
+HELM4=$cache/helm4-$HELM4_VERSION/helm4
+HELM3=$cache/helm3-$HELM3_VERSION/helm3
+REGISTRY=$cache/registry-$DISTRIBUTION_VERSION/registry
+PATHS
+mv "$cache/paths.env.tmp" "$cache/paths.env"
