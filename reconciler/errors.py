@@ -40,7 +40,11 @@ class GitError(ReconcilerError):
 
 
 class KubeError(ReconcilerError):
-    """The Kubernetes API refused or failed a request."""
+    """The Kubernetes API refused or failed a request; `status` is the HTTP code (0 if none)."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class HelmError(ReconcilerError):

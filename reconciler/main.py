@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from reconciler import __version__
-from reconciler.errors import ReconcilerError
+from reconciler.errors import ReconcilerError, ValidationError
 
 # Each command lives in reconciler/commands/<name>.py with `register(subparsers)`
 # that sets `func` (args -> exit code). Imported lazily so that `validate` never
@@ -54,6 +54,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(args_list)
     try:
         code: int = args.func(args)
+    except ValidationError as error:
+        for problem in error.problems:
+            print(problem.render(), file=sys.stderr)
+        print(
+            f"error: invalid environments repo ({len(error.problems)} problem(s))", file=sys.stderr
+        )
+        return error.exit_code
     except ReconcilerError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code

@@ -1,0 +1,60 @@
+"""`reconciler apply`: converge one installation once."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from reconciler.commands import common
+from reconciler.commands.engine import engine_for, load_revision
+from reconciler.execute import Outcome
+
+
+def register(subparsers: Any, name: str, summary: str) -> None:
+    parser = subparsers.add_parser(
+        name,
+        help=summary,
+        description=summary + ". Exit codes: 0 converged, 1 a release failed or an error.",
+    )
+    common.add_source_flags(parser)
+    common.add_cluster_flags(parser)
+    common.add_output_flag(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    wiring = common.wiring(args)
+    env = load_revision(wiring.source)
+    engine = engine_for(wiring)
+    text = args.output == "text"
+    result = engine.apply(env, full=args.full, on_outcome=_progress if text else _quiet)
+    if text:
+        common.print_plan(result.plan)
+        _summary(result.outcomes)
+    else:
+        document = common.plan_json(result.plan)
+        document["outcomes"] = [common.outcome_json(o) for o in result.outcomes]
+        common.dump_json(document)
+    return 1 if result.failed else 0
+
+
+def _progress(outcome: Outcome) -> None:
+    print(
+        f"{outcome.result:9} {outcome.kind:9} {outcome.namespace}/{outcome.release} ({outcome.seconds:.1f}s)",
+        file=sys.stderr,
+    )
+
+
+def _quiet(outcome: Outcome) -> None:
+    return None
+
+
+def _summary(outcomes: tuple[Outcome, ...]) -> None:
+    if not outcomes:
+        print("nothing to do")
+        return
+    failed = [o for o in outcomes if o.result != "succeeded"]
+    print(f"{len(outcomes) - len(failed)} succeeded, {len(failed)} failed")
+    for outcome in failed:
+        print(f"  {outcome.namespace}/{outcome.release}: {outcome.result}: {outcome.message}")

@@ -1,0 +1,210 @@
+"""Flags and wiring shared by `plan`, `apply`, `run` and `status`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reconciler.errors import UsageError
+from reconciler.execute import Outcome
+from reconciler.helm import Helm
+from reconciler.kube import Kube
+from reconciler.plan import Options, Plan
+from reconciler.source import Credentials, GitSource, LocalSource, open_source
+
+
+def add_source_flags(parser: argparse.ArgumentParser) -> None:
+    env = os.environ.get
+    group = parser.add_argument_group("environments repo")
+    group.add_argument(
+        "--repo",
+        default=env("RECONCILER_REPO", "."),
+        help="git URL (https://, ssh://, file://) to clone, or a local folder read in place "
+        "(env RECONCILER_REPO; default: .)",
+    )
+    group.add_argument(
+        "--branch",
+        default=env("RECONCILER_BRANCH", "main"),
+        help="branch to follow (default: main)",
+    )
+    group.add_argument(
+        "--workdir", type=Path, help="where to keep the clone (default: a temporary folder)"
+    )
+    group.add_argument(
+        "--token-file",
+        default=env("RECONCILER_GIT_TOKEN_FILE"),
+        help="file holding an HTTPS token for the git server (env RECONCILER_GIT_TOKEN_FILE)",
+    )
+    group.add_argument(
+        "--ssh-key", default=env("RECONCILER_GIT_SSH_KEY"), help="SSH private key file"
+    )
+    group.add_argument(
+        "--known-hosts", default=env("RECONCILER_GIT_KNOWN_HOSTS"), help="SSH known_hosts file"
+    )
+
+
+def add_cluster_flags(parser: argparse.ArgumentParser) -> None:
+    env = os.environ.get
+    group = parser.add_argument_group("cluster")
+    group.add_argument(
+        "-i",
+        "--installation",
+        default=env("RECONCILER_INSTALLATION"),
+        help="the installation this cluster runs (env RECONCILER_INSTALLATION)",
+    )
+    group.add_argument(
+        "--kubeconfig",
+        default=env("KUBECONFIG"),
+        help="kubeconfig file (env KUBECONFIG; default: in-cluster service account, else ~/.kube/config)",
+    )
+    group.add_argument("--context", help="kubeconfig context")
+    group.add_argument(
+        "--helm", default=env("RECONCILER_HELM", "helm"), help="helm binary (3.13+ or 4.x)"
+    )
+    group.add_argument(
+        "--plain-http",
+        action="store_true",
+        default=env("RECONCILER_PLAIN_HTTP", "") in ("1", "true"),
+        help="talk plain HTTP to OCI registries (loopback test registries only)",
+    )
+    group.add_argument(
+        "--full",
+        action="store_true",
+        help="decode every declared release to find changes made by hand (a full resync)",
+    )
+    group.add_argument(
+        "--force-retry", action="store_true", help="retry releases that failed at this same state"
+    )
+    group.add_argument(
+        "--force-prune", action="store_true", help="prune even beyond policy.maxPruneShare"
+    )
+
+
+def add_output_flag(
+    parser: argparse.ArgumentParser, choices: Sequence[str] = ("text", "json")
+) -> None:
+    parser.add_argument(
+        "-o", "--output", choices=list(choices), default="text", help="output format"
+    )
+
+
+@dataclass(frozen=True)
+class Wiring:
+    installation: str
+    source: GitSource | LocalSource
+    kube: Kube
+    helm_binary: str
+    kubeconfig: str | None
+    plain_http: bool
+    options: Options
+
+    def helm(self) -> Helm:
+        return Helm.detect(self.helm_binary, self.kubeconfig, self.plain_http)
+
+
+def wiring(args: argparse.Namespace) -> Wiring:
+    if not args.installation:
+        raise UsageError("--installation is required (or set RECONCILER_INSTALLATION)")
+    token = _read_token(args.token_file)
+    credentials = Credentials(token=token, ssh_key=args.ssh_key, known_hosts=args.known_hosts)
+    source = open_source(args.repo, args.branch, args.workdir, credentials)
+    if isinstance(source, LocalSource) and not source.path.is_dir():
+        raise UsageError(f"--repo {args.repo}: no such folder (give a git URL or a folder)")
+    kube = Kube.connect(args.kubeconfig, args.context)
+    options = Options(force_retry=args.force_retry, force_prune=args.force_prune)
+    return Wiring(
+        args.installation, source, kube, args.helm, args.kubeconfig, args.plain_http, options
+    )
+
+
+def _read_token(path: str | None) -> str | None:
+    if not path:
+        return None
+    try:
+        return Path(path).read_text(encoding="utf-8").strip()
+    except OSError as error:
+        raise UsageError(f"--token-file {path}: {error.strerror}") from None
+
+
+def plan_rows(the_plan: Plan) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for action in the_plan.actions:
+        desired = action.desired
+        rows.append(
+            {
+                "release": action.release,
+                "namespace": action.namespace,
+                "chart": f"{desired.chart.name} {desired.chart.version}" if desired else "",
+                "action": action.kind,
+                "reason": action.reason,
+            }
+        )
+    for hold in the_plan.held:
+        rows.append(
+            {
+                "release": hold.release,
+                "namespace": hold.namespace,
+                "chart": "",
+                "action": "hold",
+                "reason": hold.reason,
+            }
+        )
+    return rows
+
+
+def plan_json(the_plan: Plan) -> dict[str, Any]:
+    return {
+        "installation": the_plan.installation,
+        "revision": the_plan.revision,
+        "changes_pending": the_plan.changes_pending,
+        "actions": [r for r in plan_rows(the_plan) if r["action"] != "hold"],
+        "held": [
+            {"release": h.release, "namespace": h.namespace, "reason": h.reason}
+            for h in the_plan.held
+        ],
+        "in_sync": list(the_plan.in_sync),
+    }
+
+
+def outcome_json(outcome: Outcome) -> dict[str, Any]:
+    return {
+        "release": outcome.release,
+        "namespace": outcome.namespace,
+        "action": outcome.kind,
+        "result": outcome.result,
+        "message": outcome.message,
+        "seconds": round(outcome.seconds, 3),
+    }
+
+
+def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+    """A plain aligned table; the last column is left unpadded."""
+
+    if not rows:
+        return ""
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
+    lines = ["  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip()]
+    for row in rows:
+        lines.append("  ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns).rstrip())
+    return "\n".join(lines)
+
+
+def print_plan(the_plan: Plan) -> None:
+    rows = plan_rows(the_plan)
+    head = f"installation {the_plan.installation} at {the_plan.revision[:12] or '(unknown)'}"
+    print(
+        f"{head}: {len(the_plan.actions)} action(s), {len(the_plan.held)} held, {len(the_plan.in_sync)} in sync"
+    )
+    if rows:
+        print(table(rows, ["release", "namespace", "action", "chart", "reason"]))
+
+
+def dump_json(document: Any) -> None:
+    json.dump(document, sys.stdout, indent=2, sort_keys=False)
+    sys.stdout.write("\n")

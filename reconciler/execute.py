@@ -1,0 +1,174 @@
+"""Runs a plan's actions through helm: dependencies first, independent releases in parallel.
+
+A release's steps run in order in one job; a job starts once every job it
+depends on has succeeded, and is skipped (with the reason) when one failed.
+A failure stays with its release and its dependents.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Literal
+
+from reconciler.errors import ReconcilerError
+from reconciler.helm import Helm
+from reconciler.model import Policy
+from reconciler.plan import Action, Key, Plan
+
+Result = Literal["succeeded", "failed", "skipped"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one release's job."""
+
+    release: str
+    namespace: str
+    kind: str
+    result: Result
+    message: str
+    seconds: float = 0.0
+    digest: str | None = None
+
+    @property
+    def key(self) -> Key:
+        return (self.namespace, self.release)
+
+
+@dataclass(frozen=True)
+class Job:
+    key: Key
+    steps: tuple[Action, ...]
+    depends_on: frozenset[str]
+
+    @property
+    def release(self) -> str:
+        return self.key[1]
+
+
+Masker = Callable[[str], str]
+
+
+def jobs_of(actions: Sequence[Action]) -> list[Job]:
+    """Group each release's steps (e.g. unlock then upgrade) into one job, plan order kept."""
+
+    steps: dict[Key, list[Action]] = {}
+    for action in actions:
+        steps.setdefault(action.key, []).append(action)
+    return [
+        Job(key, tuple(group), frozenset(d for a in group for d in a.depends_on))
+        for key, group in steps.items()
+    ]
+
+
+def execute(
+    plan: Plan,
+    helm: Helm,
+    policy: Policy,
+    mask: Masker = lambda text: text,
+    on_outcome: Callable[[Outcome], None] = lambda outcome: None,
+) -> list[Outcome]:
+    jobs = jobs_of(plan.actions)
+    runner = _Runner(helm, policy, plan, mask)
+    outcomes: dict[Key, Outcome] = {}
+    pending = {job.key: job for job in jobs}
+    running: dict[Future[Outcome], Job] = {}
+    with ThreadPoolExecutor(max_workers=max(policy.concurrency, 1)) as pool:
+        while pending or running:
+            for job in _ready(pending, outcomes, jobs):
+                del pending[job.key]
+                blocker = _failed_dependency(job, outcomes, jobs)
+                if blocker:
+                    outcomes[job.key] = _skipped(job, blocker)
+                    on_outcome(outcomes[job.key])
+                else:
+                    running[pool.submit(runner.run, job)] = job
+            if not running:
+                continue
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                outcome = future.result()
+                outcomes[running.pop(future).key] = outcome
+                on_outcome(outcome)
+    return [outcomes[job.key] for job in jobs]
+
+
+def _ready(pending: dict[Key, Job], outcomes: dict[Key, Outcome], jobs: Iterable[Job]) -> list[Job]:
+    finished = {key[1] for key in outcomes}
+    acting = {job.release for job in jobs}
+    return [
+        job
+        for job in list(pending.values())
+        if all(dep in finished or dep not in acting for dep in job.depends_on)
+    ]
+
+
+def _failed_dependency(job: Job, outcomes: dict[Key, Outcome], jobs: Iterable[Job]) -> str:
+    by_release = {key[1]: outcome for key, outcome in outcomes.items()}
+    failed = sorted(
+        d for d in job.depends_on if d in by_release and by_release[d].result != "succeeded"
+    )
+    return ", ".join(failed)
+
+
+def _skipped(job: Job, blocker: str) -> Outcome:
+    last = job.steps[-1]
+    return Outcome(
+        last.release, last.namespace, last.kind, "skipped", f"dependency {blocker} did not converge"
+    )
+
+
+class _Runner:
+    def __init__(self, helm: Helm, policy: Policy, plan: Plan, mask: Masker) -> None:
+        self.helm = helm
+        self.policy = policy
+        self.plan = plan
+        self.mask = mask
+
+    def run(self, job: Job) -> Outcome:
+        started = time.monotonic()
+        last = job.steps[-1]
+        digest = last.desired.digest if last.desired else None
+        try:
+            for step in job.steps:
+                self._step(step)
+        except ReconcilerError as error:
+            message = self.mask(str(error))
+            remedy = self._remediate(last, message)
+            return Outcome(
+                last.release, last.namespace, last.kind, "failed",
+                message + remedy, time.monotonic() - started, digest,
+            )  # fmt: skip
+        return Outcome(
+            last.release, last.namespace, last.kind, "succeeded",
+            last.reason, time.monotonic() - started, digest,
+        )  # fmt: skip
+
+    def _step(self, action: Action) -> None:
+        if action.kind in ("install", "upgrade"):
+            assert action.desired is not None
+            description = f"reconciler {self.plan.revision[:12]}: {action.reason}"
+            self.helm.upgrade_install(
+                action.desired, self.plan.installation, self.policy, description
+            )
+        elif action.kind == "unlock" and action.revision:
+            self.helm.rollback(action.release, action.namespace, action.revision, self.policy)
+        else:
+            self.helm.uninstall(action.release, action.namespace, self.policy)
+
+    def _remediate(self, action: Action, message: str) -> str:
+        """Apply the installation's remediation policy after a failed install or upgrade."""
+
+        if action.kind not in ("install", "upgrade") or self.policy.remediation == "none":
+            return ""
+        try:
+            if self.policy.remediation == "rollback" and action.kind == "upgrade":
+                self.helm.rollback(action.release, action.namespace, None, self.policy)
+                return "; rolled back to the previous revision"
+            self.helm.uninstall(action.release, action.namespace, self.policy)
+            return "; uninstalled (remediation)"
+        except ReconcilerError as error:
+            return f"; remediation failed too: {self.mask(str(error))}"

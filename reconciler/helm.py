@@ -1,0 +1,179 @@
+"""The helm CLI adapter: speaks the dialect of the helm found (3.13+ or 4.x).
+
+Only this module builds helm command lines. Values reach helm as a private file
+that is removed right after the command, never as arguments a process listing
+would show.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from reconciler import proc
+from reconciler.errors import CommandError, HelmError
+from reconciler.model import (
+    LABEL_DIGEST,
+    LABEL_INSTALLATION,
+    LABEL_MANAGED_BY,
+    MANAGED_BY,
+    DesiredRelease,
+    Policy,
+)
+
+VERSION_PATTERN = re.compile(r"v?(\d+)\.(\d+)\.(\d+)")
+DESCRIPTION_LIMIT = 240
+
+
+@dataclass
+class HelmCounter:
+    """How many helm processes ran: the benchmark's and the no-op test's evidence."""
+
+    processes: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self) -> None:
+        with self.lock:
+            self.processes += 1
+
+
+@dataclass(frozen=True)
+class Helm:
+    binary: str
+    version: tuple[int, int, int]
+    env: Mapping[str, str]
+    plain_http: bool = False
+    counter: HelmCounter = field(default_factory=HelmCounter, compare=False)
+
+    @classmethod
+    def detect(
+        cls, binary: str = "helm", kubeconfig: str | None = None, plain_http: bool = False
+    ) -> Helm:
+        """Find helm and its version once; refuse versions whose flags we do not speak."""
+
+        path = shutil.which(binary) or (binary if os.path.isfile(binary) else None)
+        if not path:
+            raise HelmError(
+                f"helm binary {binary!r} not found; install helm 3.13+ or 4.x or pass --helm"
+            )
+        env = dict(os.environ)
+        if kubeconfig:
+            env["KUBECONFIG"] = kubeconfig
+        try:
+            out = proc.run([path, "version", "--template", "{{.Version}}"], env=env, timeout=30)
+        except CommandError as error:
+            raise HelmError(f"cannot run {path}: {error}") from error
+        match = VERSION_PATTERN.search(out.stdout)
+        if not match:
+            raise HelmError(f"{path} printed no version ({out.stdout.strip()!r}); is it helm?")
+        version = (int(match[1]), int(match[2]), int(match[3]))
+        if version < (3, 13, 0) or version[0] > 4:
+            raise HelmError(
+                f"helm {'.'.join(map(str, version))} is not supported; use 3.13+ or 4.x"
+            )
+        return cls(path, version, env, plain_http)
+
+    @property
+    def major(self) -> int:
+        return self.version[0]
+
+    def upgrade_install(
+        self,
+        release: DesiredRelease,
+        installation: str,
+        policy: Policy,
+        description: str,
+    ) -> None:
+        with _values_file(release.values) as values_path:
+            argv = [
+                "upgrade", "--install", release.name, *self._chart_args(release),
+                "--version", release.chart.version,
+                "--namespace", release.namespace, "--create-namespace",
+                "--values", str(values_path),
+                "--labels", self._labels(installation, release.digest),
+                "--description", description[:DESCRIPTION_LIMIT],
+                "--history-max", str(policy.history_max),
+                "--timeout", f"{policy.timeout_seconds}s",
+                *self._wait_args(policy.wait),
+            ]  # fmt: skip
+            self._run(argv, policy.timeout_seconds)
+
+    def rollback(self, name: str, namespace: str, revision: int | None, policy: Policy) -> None:
+        argv = ["rollback", name, *([str(revision)] if revision else []), "--namespace", namespace]
+        argv += [
+            "--history-max",
+            str(policy.history_max),
+            "--timeout",
+            f"{policy.timeout_seconds}s",
+        ]
+        self._run(argv, policy.timeout_seconds)
+
+    def uninstall(self, name: str, namespace: str, policy: Policy) -> None:
+        argv = [
+            "uninstall",
+            name,
+            "--namespace",
+            namespace,
+            "--timeout",
+            f"{policy.timeout_seconds}s",
+        ]
+        self._run(argv, policy.timeout_seconds)
+
+    def _chart_args(self, release: DesiredRelease) -> list[str]:
+        chart = release.chart
+        http = ["--plain-http"] if self.plain_http and chart.is_oci else []
+        if chart.is_oci:
+            return [f"{chart.repository.rstrip('/')}/{chart.name}", *http]
+        return [chart.name, "--repo", chart.repository]
+
+    def _wait_args(self, wait: bool) -> list[str]:
+        if not wait:
+            return []
+        return ["--wait=watcher"] if self.major >= 4 else ["--wait"]
+
+    @staticmethod
+    def _labels(installation: str, digest: str) -> str:
+        labels = {
+            LABEL_MANAGED_BY: MANAGED_BY,
+            LABEL_INSTALLATION: installation,
+            LABEL_DIGEST: digest,
+        }
+        return ",".join(f"{k}={v}" for k, v in labels.items())
+
+    def _run(self, argv: Sequence[str], timeout_seconds: int) -> None:
+        self.counter.add()
+        # helm gets its own timeout first; ours is the backstop that sends SIGTERM.
+        try:
+            proc.run([self.binary, *argv], env=self.env, timeout=timeout_seconds + 30)
+        except CommandError as error:
+            what = " ".join(argv[:3] if argv[0] == "upgrade" else argv[:2])
+            reason = _first_error_line(error.stderr) or "no message"
+            raise HelmError(f"`helm {what}` exited {error.returncode}: {reason}") from error
+
+
+@contextmanager
+def _values_file(values: Mapping[str, object]) -> Iterator[Path]:
+    folder = Path(tempfile.mkdtemp(prefix="reconciler-values-"))
+    try:
+        path = folder / "values.yaml"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            yaml.safe_dump(dict(values), handle, sort_keys=True)
+        yield path
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _first_error_line(stderr: str) -> str:
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("Error:")]
+    return (errors[-1] if errors else lines[-1] if lines else "").removeprefix("Error: ")

@@ -1,0 +1,181 @@
+"""The one seam to the Kubernetes API: raw JSON requests over the client's transport.
+
+Responses are parsed as plain JSON instead of the client's model objects: a
+release Secret holds a large blob, and the model layer would copy it twice.
+Every failure becomes a `KubeError` that names the verb and resource.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
+
+from reconciler.errors import KubeError
+
+METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+JsonObject = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Resource:
+    """A REST path for one kind, e.g. core v1 secrets."""
+
+    group_version: str
+    plural: str
+
+    def path(self, namespace: str | None = None, name: str | None = None) -> str:
+        base = "/api/v1" if self.group_version == "v1" else f"/apis/{self.group_version}"
+        ns = f"/namespaces/{quote(namespace, safe='')}" if namespace else ""
+        tail = f"/{quote(name, safe='')}" if name else ""
+        return f"{base}{ns}/{self.plural}{tail}"
+
+
+SECRETS = Resource("v1", "secrets")
+CONFIGMAPS = Resource("v1", "configmaps")
+EVENTS = Resource("v1", "events")
+NAMESPACES = Resource("v1", "namespaces")
+LEASES = Resource("coordination.k8s.io/v1", "leases")
+
+VERBS = {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+
+
+class Kube:
+    """A thin client: JSON in, JSON out, counted, with errors a user can act on."""
+
+    def __init__(self, api_client: client.ApiClient, identity: str = "") -> None:
+        self._api = api_client
+        self.identity = identity
+        self._lock = threading.Lock()
+        self.calls = 0
+
+    @classmethod
+    def connect(cls, kubeconfig: str | None = None, context: str | None = None) -> Kube:
+        """From a kubeconfig file, else the in-cluster ServiceAccount."""
+
+        configuration = client.Configuration()
+        try:
+            if kubeconfig or not _in_cluster():
+                config.load_kube_config(  # type: ignore[no-untyped-call]
+                    config_file=kubeconfig, context=context, client_configuration=configuration
+                )
+                identity = f"kubeconfig {kubeconfig or '~/.kube/config'}"
+            else:
+                config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+                identity = "in-cluster service account"
+        except (ConfigException, OSError) as error:
+            raise KubeError(
+                f"cannot load Kubernetes credentials: {error}; "
+                "pass --kubeconfig or run inside a Pod with a service account"
+            ) from error
+        return cls(client.ApiClient(configuration), identity)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, str | int] | None = None,
+        body: Any = None,
+        accept: str = "application/json",
+        content_type: str = "application/json",
+        verb: str = "",
+    ) -> JsonObject:
+        verb = verb or VERBS.get(method, method.lower())
+        with self._lock:
+            self.calls += 1
+        url, headers = self._prepare(method, path, query, accept, content_type)
+        try:
+            response = self._api.call_api(
+                method, url, header_params=headers, body=body, _request_timeout=(10, 60)
+            )
+            response.read()  # type: ignore[no-untyped-call]
+        except ApiException as error:
+            raise _explain(verb, method, path, error) from error
+        except Exception as error:  # urllib3 connection failures and the like
+            raise KubeError(
+                f"cannot reach the Kubernetes API for {method} {path}: {error}"
+            ) from error
+        if response.status >= 400:
+            raise _explain(verb, method, path, ApiException(http_resp=response))
+        parsed: JsonObject = json.loads(response.data or b"{}")
+        return parsed
+
+    def get(self, path: str) -> JsonObject | None:
+        """GET an object, or None when it does not exist."""
+
+        try:
+            return self.request("GET", path)
+        except KubeError as error:
+            if error.status == 404:
+                return None
+            raise
+
+    def list_items(
+        self,
+        path: str,
+        label_selector: str = "",
+        metadata_only: bool = False,
+        page_size: int = 500,
+    ) -> Iterator[JsonObject]:
+        """Every item of a list, following `continue` tokens page by page."""
+
+        token = ""
+        accept = METADATA_ONLY if metadata_only else "application/json"
+        while True:
+            query: dict[str, str | int] = {"limit": page_size}
+            if label_selector:
+                query["labelSelector"] = label_selector
+            if token:
+                query["continue"] = token
+            page = self.request("GET", path, query, accept=accept, verb="list")
+            yield from page.get("items") or []
+            token = (page.get("metadata") or {}).get("continue") or ""
+            if not token:
+                return
+
+    def _prepare(
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, str | int] | None,
+        accept: str,
+        content_type: str,
+    ) -> tuple[str, dict[str, str]]:
+        headers = {"Accept": accept, "Content-Type": content_type}
+        _, url, headers, _, _ = self._api.param_serialize(
+            method=method,
+            resource_path=path,
+            query_params=list((query or {}).items()),
+            header_params=headers,
+            auth_settings=["BearerToken"],
+        )
+        return url, headers
+
+
+def _in_cluster() -> bool:
+    return bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+
+
+def _explain(verb: str, method: str, path: str, error: ApiException) -> KubeError:
+    status = int(error.status or 0)
+    message = ""
+    try:
+        message = json.loads(error.body or "{}").get("message", "")
+    except (ValueError, AttributeError):
+        message = str(error.body or error.reason or "")
+    if status == 403:
+        hint = f"grant the '{verb}' verb on this resource to the reconciler's service account"
+        return KubeError(f"forbidden: {message or method + ' ' + path}; {hint}", status)
+    if status == 401:
+        return KubeError(
+            f"unauthorized for {method} {path}: credentials rejected or expired", status
+        )
+    return KubeError(f"{method} {path} failed ({status}): {message or error.reason}", status)

@@ -1,0 +1,180 @@
+"""Observed state: Helm release history read from the release Secrets.
+
+One paginated metadata-only LIST gives every revision's labels (status,
+revision number, our digest); only releases whose labels do not already prove
+them in sync are fetched whole and decoded. Helm 3 and Helm 4 records share the
+fields read here; Helm 4's extra `apply_method` is ignored.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import gzip
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from reconciler.errors import KubeError
+from reconciler.kube import SECRETS, JsonObject, Kube
+from reconciler.model import LABEL_DIGEST, LABEL_INSTALLATION, LABEL_MANAGED_BY, MANAGED_BY, Values
+
+# Superseded revisions never change a decision; leaving them out of the LIST
+# cuts the transfer by the length of the history.
+SELECTOR = "owner=helm,status!=superseded"
+PENDING = frozenset({"pending-install", "pending-upgrade", "pending-rollback", "uninstalling"})
+
+
+@dataclass(frozen=True)
+class Revision:
+    """One stored revision, from the Secret's labels and metadata alone."""
+
+    number: int
+    status: str
+    secret: str
+    digest: str | None = None
+    created: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ReleaseDetail:
+    """What only the decoded release record tells."""
+
+    chart_name: str
+    chart_version: str
+    app_version: str
+    values: Values
+    description: str
+
+
+@dataclass(frozen=True)
+class ReleaseState:
+    """One release as the cluster has it: its latest revision and the visible history."""
+
+    name: str
+    namespace: str
+    revisions: tuple[Revision, ...]
+    labels: Mapping[str, str] = field(default_factory=dict)
+    detail: ReleaseDetail | None = None
+
+    @property
+    def latest(self) -> Revision:
+        return self.revisions[-1]
+
+    @property
+    def managed_by_us(self) -> bool:
+        return self.labels.get(LABEL_MANAGED_BY) == MANAGED_BY
+
+    @property
+    def installation(self) -> str | None:
+        return self.labels.get(LABEL_INSTALLATION)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.namespace, self.name)
+
+
+def read_index(
+    kube: Kube, namespaces: Iterable[str] | None = None
+) -> dict[tuple[str, str], ReleaseState]:
+    """Every Helm release visible to us, keyed by (namespace, name), without decoding any.
+
+    With `namespaces`, one LIST per namespace (for service accounts that may
+    not list Secrets cluster-wide); otherwise one cluster-wide LIST.
+    """
+
+    paths = [SECRETS.path(ns) for ns in sorted(set(namespaces))] if namespaces else [SECRETS.path()]
+    by_release: dict[tuple[str, str], list[tuple[Revision, Mapping[str, str]]]] = defaultdict(list)
+    for path in paths:
+        for item in kube.list_items(path, SELECTOR, metadata_only=True):
+            parsed = _revision_of(item.get("metadata") or {})
+            if parsed:
+                key, revision, labels = parsed
+                by_release[key].append((revision, labels))
+    return {key: _state_of(key, revisions) for key, revisions in by_release.items()}
+
+
+def with_detail(kube: Kube, state: ReleaseState) -> ReleaseState:
+    """The same state with its latest revision decoded (one GET)."""
+
+    secret = kube.get(SECRETS.path(state.namespace, state.latest.secret))
+    if secret is None:
+        return state
+    encoded = (secret.get("data") or {}).get("release", "")
+    try:
+        record = decode_release(encoded)
+    except ValueError as error:
+        raise KubeError(
+            f"release Secret {state.namespace}/{state.latest.secret} is not a readable Helm record: {error}"
+        ) from error
+    return replace(state, detail=detail_of(record))
+
+
+def decode_release(encoded: str) -> dict[str, Any]:
+    """Secret data (base64 by the API) of base64(gzip(JSON)), as Helm writes it."""
+
+    try:
+        raw = base64.b64decode(base64.b64decode(encoded, validate=True), validate=True)
+    except (binascii.Error, ValueError) as error:
+        raise ValueError(f"bad base64: {error}") from error
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    record = json.loads(raw)
+    if not isinstance(record, dict):
+        raise ValueError("the release record is not a JSON object")
+    return record
+
+
+def detail_of(record: Mapping[str, Any]) -> ReleaseDetail:
+    metadata = (record.get("chart") or {}).get("metadata") or {}
+    info = record.get("info") or {}
+    values = record.get("config") or {}
+    return ReleaseDetail(
+        chart_name=str(metadata.get("name", "")),
+        chart_version=str(metadata.get("version", "")),
+        app_version=str(metadata.get("appVersion", "") or ""),
+        values=values if isinstance(values, dict) else {},
+        description=str(info.get("description", "")),
+    )
+
+
+def _revision_of(
+    metadata: JsonObject,
+) -> tuple[tuple[str, str], Revision, Mapping[str, str]] | None:
+    labels: dict[str, str] = metadata.get("labels") or {}
+    name, version = labels.get("name"), labels.get("version")
+    if not name or not version or not version.isdigit():
+        return None
+    revision = Revision(
+        number=int(version),
+        status=labels.get("status", "unknown"),
+        secret=str(metadata.get("name", "")),
+        digest=labels.get(LABEL_DIGEST),
+        created=_timestamp(metadata.get("creationTimestamp")),
+    )
+    return (str(metadata.get("namespace", "")), name), revision, labels
+
+
+def _state_of(
+    key: tuple[str, str], revisions: list[tuple[Revision, Mapping[str, str]]]
+) -> ReleaseState:
+    revisions.sort(key=lambda pair: pair[0].number)
+    namespace, name = key
+    return ReleaseState(
+        name=name,
+        namespace=namespace,
+        revisions=tuple(revision for revision, _ in revisions),
+        labels=dict(revisions[-1][1]),
+    )
+
+
+def _timestamp(text: object) -> datetime | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return None

@@ -1,0 +1,186 @@
+"""Where the environments repo comes from: a remote git URL or a local folder.
+
+A remote is cloned shallow once; each poll first asks the server for the
+branch head (`git ls-remote`, no objects transferred) and fetches only when it
+moved. Credentials travel in git's environment, never in a URL, and every
+message is scrubbed of them.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import git
+
+from reconciler.errors import GitError
+
+USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """HTTPS token (sent as basic auth, user `x-access-token`) or an SSH private key file."""
+
+    token: str | None = None
+    ssh_key: str | None = None
+    known_hosts: str | None = None
+
+    def environment(self) -> dict[str, str]:
+        env: dict[str, str] = {"GIT_TERMINAL_PROMPT": "0"}
+        if self.token:
+            basic = base64.b64encode(f"x-access-token:{self.token}".encode()).decode()
+            env |= {
+                "GIT_CONFIG_COUNT": "1",
+                "GIT_CONFIG_KEY_0": "http.extraHeader",
+                "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic}",
+            }
+        if self.ssh_key:
+            hosts = (
+                f"-o UserKnownHostsFile={self.known_hosts} -o StrictHostKeyChecking=yes"
+                if self.known_hosts
+                else "-o StrictHostKeyChecking=accept-new"
+            )
+            env["GIT_SSH_COMMAND"] = f"ssh -i {self.ssh_key} -o IdentitiesOnly=yes {hosts}"
+        return env
+
+    def scrub(self, text: str) -> str:
+        text = USERINFO.sub("***@", text)
+        for secret in (self.token,):
+            if secret:
+                text = text.replace(secret, "***")
+        return text
+
+
+class Source(Protocol):
+    """What the reconcile loop needs of the environments repo."""
+
+    def head(self) -> str:
+        """The revision the next sync would produce, as cheaply as it can be asked."""
+
+    def sync(self) -> tuple[str, Path]:
+        """Bring the working tree to the newest revision; return it and the tree's root."""
+
+
+@dataclass
+class GitSource:
+    url: str
+    branch: str = "main"
+    workdir: Path | None = None
+    credentials: Credentials = field(default_factory=Credentials)
+    fetches: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        if self.workdir is None:
+            self.workdir = Path(tempfile.mkdtemp(prefix="reconciler-repo-"))
+
+    @property
+    def checkout(self) -> Path:
+        assert self.workdir is not None
+        return self.workdir / "checkout"
+
+    def head(self) -> str:
+        ref = f"refs/heads/{self.branch}"
+        out = self._git(lambda g: str(g.ls_remote(self.url, ref)))
+        for line in out.splitlines():
+            sha, _, name = line.partition("\t")
+            if name == ref:
+                return sha
+        raise GitError(f"branch {self.branch!r} not found at {self.credentials.scrub(self.url)}")
+
+    def sync(self) -> tuple[str, Path]:
+        with self._lock:
+            self.fetches += 1
+            if not (self.checkout / ".git").exists():
+                self._clone()
+            else:
+                self._fetch()
+            repo = git.Repo(self.checkout)
+            return repo.head.commit.hexsha, self.checkout
+
+    def _clone(self) -> None:
+        env = self.credentials.environment()
+        try:
+            git.Repo.clone_from(
+                self.url, self.checkout, env=env, depth=1, branch=self.branch,
+                single_branch=True, no_tags=True,
+            )  # fmt: skip
+        except git.GitCommandError as error:
+            raise self._error("clone", error) from None
+
+    def _fetch(self) -> None:
+        repo = git.Repo(self.checkout)
+        env = self.credentials.environment()
+        try:
+            with repo.git.custom_environment(**env):
+                repo.git.fetch("--depth", "1", "--no-tags", "origin", self.branch)
+                repo.git.reset("--hard", "FETCH_HEAD")
+                repo.git.clean("-fdx")
+        except git.GitCommandError as error:
+            raise self._error("fetch", error) from None
+
+    def _git(self, call: Callable[[git.Git], str]) -> str:
+        runner = git.Git()
+        try:
+            with runner.custom_environment(**self.credentials.environment()):
+                return call(runner)
+        except git.GitCommandError as error:
+            raise self._error("ls-remote", error) from None
+
+    def _error(self, what: str, error: git.GitCommandError) -> GitError:
+        stderr = str(error.stderr or "").strip().replace("\n", " ")
+        stderr = stderr.removeprefix("stderr: ").strip("' ")
+        message = (
+            f"git {what} of {self.url} (branch {self.branch}) failed, exit {error.status}: {stderr}"
+        )
+        return GitError(self.credentials.scrub(message))
+
+
+@dataclass
+class LocalSource:
+    """A folder on disk (a checkout or not), for development with a file watch."""
+
+    path: Path
+
+    def head(self) -> str:
+        return fingerprint(self.path)
+
+    def sync(self) -> tuple[str, Path]:
+        if not self.path.is_dir():
+            raise GitError(f"{self.path} is not a folder")
+        return fingerprint(self.path), self.path
+
+
+def fingerprint(root: Path) -> str:
+    """A revision for a folder: its git HEAD when it is a clean checkout, else a content hash."""
+
+    digest = hashlib.sha256()
+    for folder in ("projects", "installations"):
+        base = root / folder
+        if not base.is_dir():
+            continue
+        for path in sorted(base.rglob("*")):
+            if path.is_file():
+                stat = path.stat()
+                digest.update(
+                    f"{path.relative_to(root)}:{stat.st_size}:{stat.st_mtime_ns}".encode()
+                )
+    return "local-" + digest.hexdigest()[:12]
+
+
+def open_source(
+    repo: str, branch: str, workdir: Path | None, credentials: Credentials
+) -> GitSource | LocalSource:
+    """A URL (`https://`, `http://`, `ssh://`, `git@host:`, `file://`) is cloned; a folder is read in place."""
+
+    if "://" in repo or re.match(r"^[\w.-]+@[\w.-]+:", repo):
+        return GitSource(repo, branch, workdir, credentials)
+    return LocalSource(Path(repo))

@@ -1,0 +1,297 @@
+"""The planner as a table: observed state -> expected action, with its reason."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from reconciler.errors import ReconcilerError
+from reconciler.model import (
+    LABEL_INSTALLATION,
+    LABEL_MANAGED_BY,
+    MANAGED_BY,
+    ChartRef,
+    DesiredRelease,
+    DesiredState,
+    Policy,
+)
+from reconciler.observe import ReleaseDetail, ReleaseState, Revision
+from reconciler.plan import Failure, Options, changed_paths, plan, topological
+
+NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+CHART = ChartRef("oci://registry.local/charts", "web", "1.0.0-gbbbbbbb")
+OLD_CHART = ChartRef("oci://registry.local/charts", "web", "1.0.0-gaaaaaaa")
+OURS = {LABEL_MANAGED_BY: MANAGED_BY, LABEL_INSTALLATION: "prod"}
+
+
+def desired(*releases: DesiredRelease, policy: Policy | None = None) -> DesiredState:
+    return DesiredState("prod", "c0ffee" * 6 + "beef", policy or Policy(), releases)
+
+
+def release(
+    name: str = "api",
+    values: dict | None = None,
+    deps: tuple[str, ...] = (),
+    chart: ChartRef = CHART,
+) -> DesiredRelease:
+    return DesiredRelease(
+        name, "apps", "api", chart, values if values is not None else {"replicas": 2}, deps
+    )
+
+
+def state(
+    name: str = "api",
+    revisions: tuple[tuple[int, str, str | None, datetime], ...] = (),
+    detail: ReleaseDetail | None = None,
+    labels: dict[str, str] | None = None,
+) -> ReleaseState:
+    revs = tuple(
+        Revision(n, status, f"sh.helm.release.v1.{name}.v{n}", digest, at)
+        for n, status, digest, at in revisions
+    )
+    return ReleaseState(name, "apps", revs, labels if labels is not None else OURS, detail)
+
+
+def deployed(rel: DesiredRelease, number: int = 3) -> ReleaseState:
+    return state(rel.name, ((number, "deployed", rel.digest, NOW - timedelta(hours=1)),))
+
+
+def test_missing_release_is_installed() -> None:
+    result = plan(desired(release()), {}, NOW)
+    assert [(a.kind, a.release, a.reason) for a in result.actions] == [
+        ("install", "api", "not installed")
+    ]
+    assert result.changes_pending
+
+
+def test_release_in_sync_needs_nothing() -> None:
+    rel = release()
+    result = plan(desired(rel), {("apps", "api"): deployed(rel)}, NOW)
+    assert result.actions == ()
+    assert result.in_sync == ("api",)
+    assert not result.changes_pending
+
+
+def test_version_change_names_both_versions() -> None:
+    rel = release()
+    old = release(chart=OLD_CHART)
+    detail = ReleaseDetail("web", OLD_CHART.version, "", {"replicas": 2}, "")
+    observed = {
+        ("apps", "api"): state(revisions=((3, "deployed", old.digest, NOW),), detail=detail)
+    }
+    (action,) = plan(desired(rel), observed, NOW).actions
+    assert action.kind == "upgrade"
+    assert action.reason == "chart 1.0.0-gaaaaaaa -> 1.0.0-gbbbbbbb"
+
+
+def test_values_change_lists_changed_keys() -> None:
+    rel = release(values={"replicas": 3, "image": {"tag": "v2"}})
+    old = release(values={"replicas": 2, "image": {"tag": "v1"}})
+    detail = ReleaseDetail("web", CHART.version, "", old.values, "")
+    observed = {
+        ("apps", "api"): state(revisions=((3, "deployed", old.digest, NOW),), detail=detail)
+    }
+    (action,) = plan(desired(rel), observed, NOW).actions
+    assert action.reason == "values changed: image.tag, replicas"
+
+
+def test_drift_found_only_when_the_record_was_decoded() -> None:
+    rel = release()
+    by_hand = ReleaseDetail("web", CHART.version, "", {"replicas": 9}, "")
+    labels_only = deployed(rel)
+    decoded = state(revisions=((3, "deployed", rel.digest, NOW),), detail=by_hand)
+    assert plan(desired(rel), {("apps", "api"): labels_only}, NOW).actions == ()
+    (action,) = plan(desired(rel), {("apps", "api"): decoded}, NOW).actions
+    assert action.reason == "drifted in the cluster: values differ: replicas"
+
+
+def test_failed_release_is_upgraded_when_the_desired_state_is_new() -> None:
+    rel = release()
+    observed = {("apps", "api"): state(revisions=((4, "failed", "other-digest", NOW),))}
+    (action,) = plan(desired(rel), observed, NOW).actions
+    assert (action.kind, action.reason) == ("upgrade", "release failed at revision 4")
+
+
+def test_failure_at_the_same_digest_waits_for_backoff_then_retries_then_gives_up() -> None:
+    rel = release()
+    policy = Policy(retries=2, retry_backoff_seconds=60)
+    one_failure = state(revisions=((4, "failed", rel.digest, NOW - timedelta(seconds=30)),))
+    (hold,) = plan(desired(rel, policy=policy), {("apps", "api"): one_failure}, NOW).held
+    assert "retry 1/2 in 31s" in hold.reason
+
+    later = NOW + timedelta(seconds=31)
+    (action,) = plan(desired(rel, policy=policy), {("apps", "api"): one_failure}, later).actions
+    assert action.reason.endswith("(retry 1/2)")
+
+    three = state(
+        revisions=tuple((n, "failed", rel.digest, NOW - timedelta(hours=2)) for n in (4, 5, 6)),
+    )
+    result = plan(desired(rel, policy=policy), {("apps", "api"): three}, NOW)
+    assert result.actions == ()
+    assert "waiting for a change to this release or --force-retry" in result.held[0].reason
+    forced = plan(
+        desired(rel, policy=policy),
+        {("apps", "api"): three},
+        NOW,
+        options=Options(force_retry=True),
+    )
+    assert [a.kind for a in forced.actions] == ["upgrade"]
+
+
+def test_remembered_failure_holds_after_helm_history_is_gone() -> None:
+    rel = release()
+    memory = {("apps", "api"): Failure(rel.digest, 3, NOW - timedelta(minutes=1))}
+    result = plan(desired(rel, policy=Policy(retries=2)), {}, NOW, memory)
+    assert result.actions == ()
+    assert "failed 3 time(s)" in result.held[0].reason
+
+
+def test_rolled_back_release_is_not_retried_at_the_failed_digest() -> None:
+    rel = release()
+    old = release(values={"replicas": 1})
+    history = (
+        (3, "failed", rel.digest, NOW - timedelta(hours=2)),
+        (4, "deployed", old.digest, NOW - timedelta(hours=2)),
+    )
+    result = plan(
+        desired(rel, policy=Policy(retries=0)), {("apps", "api"): state(revisions=history)}, NOW
+    )
+    assert result.actions == ()
+    assert result.held[0].release == "api"
+
+
+def test_recent_pending_is_left_alone() -> None:
+    rel = release()
+    observed = {
+        ("apps", "api"): state(
+            revisions=(
+                (2, "deployed", rel.digest, NOW),
+                (3, "pending-upgrade", rel.digest, NOW - timedelta(seconds=40)),
+            )
+        )
+    }
+    result = plan(desired(rel), observed, NOW)
+    assert result.actions == ()
+    assert (
+        result.held[0].reason
+        == "pending-upgrade for 40s at revision 3; another operation may be running"
+    )
+
+
+def test_stale_pending_upgrade_is_unlocked_by_rollback_then_upgraded() -> None:
+    rel = release()
+    observed = {
+        ("apps", "api"): state(
+            revisions=(
+                (2, "deployed", "x", NOW),
+                (3, "pending-upgrade", rel.digest, NOW - timedelta(minutes=12)),
+            )
+        )
+    }
+    actions = plan(desired(rel, policy=Policy(pending_timeout_seconds=300)), observed, NOW).actions
+    assert [(a.kind, a.revision) for a in actions] == [("unlock", 2), ("upgrade", None)]
+    assert actions[0].reason == "pending-upgrade for 12m at revision 3"
+
+
+def test_stale_pending_install_is_unlocked_by_uninstall() -> None:
+    rel = release()
+    observed = {
+        ("apps", "api"): state(
+            revisions=((1, "pending-install", rel.digest, NOW - timedelta(hours=1)),)
+        )
+    }
+    actions = plan(desired(rel), observed, NOW).actions
+    assert [(a.kind, a.revision) for a in actions] == [("unlock", None), ("upgrade", None)]
+
+
+def test_release_installed_by_someone_else_is_adopted() -> None:
+    rel = release()
+    observed = {("apps", "api"): state(revisions=((1, "deployed", None, NOW),), labels={})}
+    (action,) = plan(desired(rel), observed, NOW).actions
+    assert action.reason == "adopt a release installed outside reconciler"
+
+
+def ours(name: str) -> ReleaseState:
+    return state(name, ((1, "deployed", "d", NOW),))
+
+
+def test_prune_only_ours_and_only_when_policy_allows() -> None:
+    keep = release("keep")
+    observed = {
+        ("apps", "keep"): deployed(keep),
+        ("apps", "gone"): ours("gone"),
+        ("apps", "foreign"): state("foreign", ((1, "deployed", None, NOW),), labels={}),
+        ("apps", "other-inst"): state(
+            "other-inst", ((1, "deployed", "d", NOW),), labels={**OURS, LABEL_INSTALLATION: "dev"}
+        ),
+    }
+    off = plan(desired(keep), observed, NOW)
+    assert off.actions == ()
+    assert [h.release for h in off.held] == ["gone"]
+    on = plan(desired(keep, policy=Policy(prune=True, max_prune_share=0.5)), observed, NOW)
+    assert [(a.kind, a.release) for a in on.actions] == [("uninstall", "gone")]
+
+
+def test_pruning_most_releases_at_once_is_refused_unless_forced() -> None:
+    keep = release("keep")
+    observed = {("apps", "keep"): deployed(keep)} | {
+        ("apps", f"r{i}"): ours(f"r{i}") for i in range(4)
+    }
+    policy = Policy(prune=True, max_prune_share=0.25)
+    refused = plan(desired(keep, policy=policy), observed, NOW)
+    assert refused.actions == ()
+    assert (
+        "prune refused: would remove 4 of 5 managed releases (80% > policy.maxPruneShare 25%)"
+        in refused.held[0].reason
+    )
+    forced = plan(desired(keep, policy=policy), observed, NOW, options=Options(force_prune=True))
+    assert sorted(a.release for a in forced.actions) == ["r0", "r1", "r2", "r3"]
+
+
+def test_dependencies_come_first_and_are_waited_for() -> None:
+    db = release("db")
+    api = release("api", deps=("db",))
+    web = release("web", deps=("api",))
+    result = plan(desired(web, api, db), {}, NOW)
+    assert [a.release for a in result.actions] == ["db", "api", "web"]
+    assert [a.depends_on for a in result.actions] == [(), ("db",), ("api",)]
+
+
+def test_dependency_in_sync_is_not_waited_for() -> None:
+    db = release("db")
+    api = release("api", deps=("db",))
+    result = plan(desired(api, db), {("apps", "db"): deployed(db)}, NOW)
+    assert [(a.release, a.depends_on) for a in result.actions] == [("api", ())]
+
+
+def test_dependents_of_a_held_release_are_held() -> None:
+    db = release("db")
+    api = release("api", deps=("db",))
+    stuck = state("db", ((1, "pending-install", db.digest, NOW),))
+    result = plan(desired(api, db), {("apps", "db"): stuck}, NOW)
+    assert result.actions == ()
+    assert [(h.release, h.reason) for h in result.held][1] == (
+        "api",
+        "waiting for db (held this pass)",
+    )
+
+
+def test_cycle_is_refused() -> None:
+    with pytest.raises(ReconcilerError, match="dependsOn cycle: a -> b -> a"):
+        topological([release("a", deps=("b",)), release("b", deps=("a",))])
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "paths"),
+    [
+        ({"a": 1}, {"a": 1}, []),
+        ({"a": 1}, {"a": 2}, ["a"]),
+        ({"a": {"b": 1, "c": 2}}, {"a": {"b": 1, "c": 3}}, ["a.c"]),
+        ({"a": [1, 2]}, {"a": [1]}, ["a"]),
+        ({}, {"x": None}, ["x"]),
+        ({"x": 1}, {}, ["x"]),
+    ],
+)
+def test_changed_paths(old: dict, new: dict, paths: list[str]) -> None:
+    assert changed_paths(old, new) == paths
