@@ -1,0 +1,215 @@
+"""An environments repo inside a git checkout, loaded at any revision.
+
+A revision is a commit (its files are copied out of git, never checked out, so the
+user's work tree is left alone), the working tree as it is on disk, or nothing
+(the side before the first commit). Files come from the repository, which anyone
+opening a pull request controls: only regular files are copied, never symlinks or
+submodules, and no path may leave the temporary folder.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path, PurePosixPath
+
+from reconciler import proc
+from reconciler.errors import CommandError, GitError, Problem, UsageError, ValidationError
+from reconciler.model import Environments
+
+# Branches whose merge-base with HEAD is the natural "before" of a pull request.
+UPSTREAM_CANDIDATES = ("origin/HEAD", "origin/main", "origin/master", "main", "master")
+EMPTY = Environments(projects={}, installations={})
+
+
+@dataclass(frozen=True)
+class Revision:
+    """One side of a diff: a commit, the working tree, or nothing (before the first commit)."""
+
+    label: str
+    commit: str | None = None
+    worktree: bool = False
+    problems: tuple[Problem, ...] = ()
+
+    @property
+    def valid(self) -> bool:
+        return not self.problems
+
+
+@dataclass(frozen=True)
+class Checkout:
+    """An environments repo at `toplevel/prefix` inside a git work tree."""
+
+    toplevel: Path
+    prefix: str
+
+    @classmethod
+    def open(cls, path: Path) -> Checkout:
+        if not path.is_dir():
+            raise UsageError(f"{path}: not a directory")
+        try:
+            top = _git(path, "rev-parse", "--show-toplevel").strip()
+            prefix = _git(path, "rev-parse", "--show-prefix").strip().rstrip("/")
+        except GitError as error:
+            raise UsageError(f"{path}: not inside a git work tree ({error})") from None
+        return cls(Path(top), prefix)
+
+    @property
+    def root(self) -> Path:
+        return self.toplevel / self.prefix
+
+    def git(self, *args: str, check: bool = True) -> str:
+        return _git(self.toplevel, *args, check=check)
+
+    def commit(self, ref: str) -> str | None:
+        """The commit `ref` names, or None if it names none."""
+
+        spec = f"{ref}^{{commit}}"
+        out = self.git("rev-parse", "--verify", "--quiet", "--end-of-options", spec, check=False)
+        return out.strip() or None
+
+    def resolve(self, ref: str, flag: str) -> Revision:
+        if ref.startswith("-"):
+            raise UsageError(f"{flag} {ref!r}: a revision cannot start with '-'")
+        commit = self.commit(ref)
+        if commit is None:
+            raise UsageError(f"{flag} {ref!r}: no such commit in {self.toplevel}")
+        return Revision(label=ref, commit=commit)
+
+    def is_dirty(self) -> bool:
+        pathspec = self.prefix or "."
+        status = self.git("status", "--porcelain", "--untracked-files=all", "--", pathspec)
+        return bool(status.strip())
+
+    def default_head(self) -> Revision:
+        """The working tree when it has changes under the environments root, else HEAD."""
+
+        head = self.commit("HEAD")
+        if head is None or self.is_dirty():
+            return Revision(label="working tree", worktree=True)
+        return Revision(label="HEAD", commit=head)
+
+    def default_base(self, head: Revision) -> Revision:
+        """The merge-base with upstream on a branch; else HEAD for local edits; else head~1."""
+
+        anchor = head.commit or self.commit("HEAD")
+        if anchor is None:
+            return Revision(label="nothing (no commits yet)")
+        for candidate in UPSTREAM_CANDIDATES:
+            base = self._merge_base(anchor, candidate)
+            if base is not None and base != anchor:
+                return Revision(label=f"merge-base with {candidate}", commit=base)
+        if head.worktree:
+            return Revision(label="HEAD", commit=anchor)
+        parent = self.commit(f"{anchor}~1")
+        if parent is not None:
+            return Revision(label=f"{head.label}~1", commit=parent)
+        if self.git("rev-parse", "--is-shallow-repository").strip() == "true":
+            raise UsageError(
+                f"{head.label} has no parent in this shallow clone: "
+                "fetch more history (fetch-depth: 2) or pass --base"
+            )
+        return Revision(label=f"nothing ({head.label} is the first commit)")
+
+    def _merge_base(self, anchor: str, candidate: str) -> str | None:
+        if self.commit(candidate) is None:
+            return None
+        out = self.git("merge-base", anchor, candidate, check=False)
+        return out.strip() or None
+
+    def load(self, rev: Revision) -> Environments:
+        """The environments at `rev`; raises ValidationError if they are invalid."""
+
+        if rev.worktree:
+            return _load(self.root, self.root)
+        if rev.commit is None:
+            return EMPTY
+        with tempfile.TemporaryDirectory(prefix="reconciler-rev-") as tmp:
+            dest = Path(tmp)
+            self._materialize(rev.commit, dest)
+            env = _load(dest / self.prefix, self.root)
+        return replace(env, revision=rev.commit)
+
+    def _materialize(self, commit: str, dest: Path) -> None:
+        """Write the regular files under `prefix` at `commit` into `dest`."""
+
+        blobs = list(self._blobs(commit))
+        contents = _cat_blobs(self.toplevel, [sha for sha, _ in blobs]) if blobs else []
+        for (_, rel), data in zip(blobs, contents, strict=True):
+            target = _safe_target(dest, rel)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+
+    def _blobs(self, commit: str) -> Iterator[tuple[str, str]]:
+        pathspec = [self.prefix] if self.prefix else []
+        listing = proc.run_bytes(
+            ["git", "--literal-pathspecs", "ls-tree", "-r", "-z", commit, "--", *pathspec],
+            cwd=self.toplevel,
+        ).stdout
+        for entry in listing.split(b"\0"):
+            if not entry:
+                continue
+            meta, _, raw_path = entry.partition(b"\t")
+            mode, kind, sha = meta.decode().split()
+            # A symlink could point anywhere on this machine; a submodule is not ours to read.
+            if kind == "blob" and mode in ("100644", "100755"):
+                yield sha, os.fsdecode(raw_path)
+
+
+def _safe_target(dest: Path, rel: str) -> Path:
+    posix = PurePosixPath(rel)
+    bad = posix.is_absolute() or any(p in (".", "..") or p.lower() == ".git" for p in posix.parts)
+    if bad or not posix.parts:
+        raise GitError(f"refusing to copy unsafe path from the repository: {rel!r}")
+    target = dest.joinpath(*posix.parts)
+    if not target.resolve().is_relative_to(dest.resolve()):
+        raise GitError(f"refusing to copy a path that leaves the checkout: {rel!r}")
+    return target
+
+
+def _cat_blobs(cwd: Path, shas: list[str]) -> list[bytes]:
+    """The contents of `shas` in order, with one `git cat-file --batch` for all of them."""
+
+    batch = "".join(f"{sha}\n" for sha in shas)
+    out = proc.run_bytes(["git", "cat-file", "--batch"], cwd=cwd, input=batch).stdout
+    contents = []
+    pos = 0
+    for sha in shas:
+        header_end = out.index(b"\n", pos)
+        header = out[pos:header_end].decode(errors="replace").split()
+        if len(header) != 3 or header[0] != sha:
+            raise GitError(f"git cat-file: unexpected answer for {sha}: {' '.join(header)}")
+        start = header_end + 1
+        size = int(header[2])
+        contents.append(out[start : start + size])
+        pos = start + size + 1
+    return contents
+
+
+def _git(cwd: Path, *args: str, check: bool = True) -> str:
+    try:
+        return proc.run(["git", "--literal-pathspecs", *args], cwd=cwd, check=check).stdout
+    except CommandError as error:
+        raise GitError(error.message) from None
+
+
+def _load(root: Path, shown_as: Path) -> Environments:
+    # Imported late: the loader pulls in jsonschema, which `Checkout` users may not need.
+    from reconciler.loader import load_environments
+
+    if not root.is_dir():
+        return EMPTY
+    try:
+        return load_environments(root)
+    except ValidationError as error:
+        raise ValidationError([_relocate(p, root, shown_as) for p in error.problems]) from None
+
+
+def _relocate(problem: Problem, root: Path, shown_as: Path) -> Problem:
+    # Problems found in a temporary copy must name the file where the user would fix it.
+    path = Path(problem.path)
+    if path.is_absolute() and path.is_relative_to(root):
+        return replace(problem, path=str(shown_as / path.relative_to(root)))
+    return problem
