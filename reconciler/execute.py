@@ -70,7 +70,10 @@ def execute(
     policy: Policy,
     mask: Masker = lambda text: text,
     on_outcome: Callable[[Outcome], None] = lambda outcome: None,
+    proceed: Callable[[], str] = lambda: "",
 ) -> list[Outcome]:
+    """Run every job; `proceed` returns a reason to start no further job (shutdown, lost lease)."""
+
     jobs = jobs_of(plan.actions)
     runner = _Runner(helm, policy, plan, mask)
     outcomes: dict[Key, Outcome] = {}
@@ -81,8 +84,10 @@ def execute(
             for job in _ready(pending, outcomes, jobs):
                 del pending[job.key]
                 blocker = _failed_dependency(job, outcomes, jobs)
-                if blocker:
-                    outcomes[job.key] = _skipped(job, blocker)
+                stopping = proceed()
+                if blocker or stopping:
+                    why = f"dependency {blocker} did not converge" if blocker else stopping
+                    outcomes[job.key] = _skipped(job, why)
                     on_outcome(outcomes[job.key])
                 else:
                     running[pool.submit(runner.run, job)] = job
@@ -114,11 +119,9 @@ def _failed_dependency(job: Job, outcomes: dict[Key, Outcome], jobs: Iterable[Jo
     return ", ".join(failed)
 
 
-def _skipped(job: Job, blocker: str) -> Outcome:
+def _skipped(job: Job, why: str) -> Outcome:
     last = job.steps[-1]
-    return Outcome(
-        last.release, last.namespace, last.kind, "skipped", f"dependency {blocker} did not converge"
-    )
+    return Outcome(last.release, last.namespace, last.kind, "skipped", why)
 
 
 class _Runner:

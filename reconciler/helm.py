@@ -53,6 +53,9 @@ class Helm:
     env: Mapping[str, str]
     plain_http: bool = False
     counter: HelmCounter = field(default_factory=HelmCounter, compare=False)
+    # Set on shutdown: running helm processes get SIGTERM, which marks a release
+    # failed rather than leaving it pending.
+    cancel: threading.Event = field(default_factory=threading.Event, compare=False)
 
     @classmethod
     def detect(
@@ -153,7 +156,9 @@ class Helm:
         self.counter.add()
         # helm gets its own timeout first; ours is the backstop that sends SIGTERM.
         try:
-            proc.run([self.binary, *argv], env=self.env, timeout=timeout_seconds + 30)
+            proc.run(
+                [self.binary, *argv], env=self.env, timeout=timeout_seconds + 30, cancel=self.cancel
+            )
         except CommandError as error:
             what = " ".join(argv[:3] if argv[0] == "upgrade" else argv[:2])
             reason = _first_error_line(error.stderr) or "no message"

@@ -1,4 +1,9 @@
-"""The reconcile loop: poll (cheap head check first), watch, resync, never act on a bad revision."""
+"""The reconcile loop: poll (cheap head check first), watch, resync, never act on a bad revision.
+
+Only the lease holder acts. A replica that is not leading still fetches and
+validates, so it is ready to take over at once and its readiness means
+something.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +11,49 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from reconciler import log
 from reconciler.errors import ReconcilerError, ValidationError
+from reconciler.execute import Outcome
 from reconciler.model import Environments
 from reconciler.reconcile import Engine, PassResult, load_revision
 from reconciler.source import GitSource, LocalSource
+
+
+class Leadership(Protocol):
+    @property
+    def is_leader(self) -> bool: ...
+
+
+class Observer(Protocol):
+    """Where the loop reports: metrics, events. Every method is best effort."""
+
+    def outcome(self, outcome: Outcome) -> None: ...
+
+    def passed(self, result: PassResult, seconds: float, full: bool) -> None: ...
+
+    def fetched(self, seconds: float) -> None: ...
+
+    def failed(self, kind: str) -> None: ...
+
+
+class _Quiet:
+    def outcome(self, outcome: Outcome) -> None:
+        return None
+
+    def passed(self, result: PassResult, seconds: float, full: bool) -> None:
+        return None
+
+    def fetched(self, seconds: float) -> None:
+        return None
+
+    def failed(self, kind: str) -> None:
+        return None
+
+
+class _Always:
+    is_leader = True
 
 
 @dataclass(frozen=True)
@@ -24,24 +65,30 @@ class LoopSettings:
 
 @dataclass
 class LoopState:
-    """What the loop knows between passes; read by health and metrics."""
+    """What the loop knows between passes; read by health and readiness."""
 
     head: str = ""
     good: Environments | None = None
     invalid_head: str = ""
     last_result: PassResult | None = None
-    last_success: float = 0.0
-    passes: int = 0
-    errors: dict[str, int] = field(default_factory=dict)
+    synced: bool = False
+    heartbeat: float = field(default_factory=time.monotonic)
 
 
 class Loop:
     def __init__(
-        self, engine: Engine, source: GitSource | LocalSource, settings: LoopSettings
+        self,
+        engine: Engine,
+        source: GitSource | LocalSource,
+        settings: LoopSettings,
+        leadership: Leadership | None = None,
+        observer: Observer | None = None,
     ) -> None:
         self.engine = engine
         self.source = source
         self.settings = settings
+        self.leadership = leadership or _Always()
+        self.observer = observer or _Quiet()
         self.state = LoopState()
         self.stop = threading.Event()
         self.wake = threading.Event()
@@ -64,62 +111,71 @@ class Loop:
         return 0
 
     def once(self) -> bool:
-        """One poll; True when the pass ran and every action succeeded."""
+        """One poll; True when the revision is good and every action succeeded."""
 
+        self.state.heartbeat = time.monotonic()
         full = time.monotonic() >= self._next_resync
         try:
             self._refresh()
-            if self.state.good is None:
-                return False
-            result = self.engine.apply(self.state.good, full=full)
+            if self.state.good is None or not self.leadership.is_leader:
+                return self.state.good is not None
+            started = time.monotonic()
+            result = self.engine.apply(
+                self.state.good, full=full, on_outcome=self.observer.outcome, proceed=self._proceed
+            )
         except ReconcilerError as error:
-            kind = type(error).__name__
-            self.state.errors[kind] = self.state.errors.get(kind, 0) + 1
-            log.error("pass failed", error=str(error), kind=kind)
+            self.observer.failed(type(error).__name__)
+            log.error("pass failed", error=str(error), kind=type(error).__name__)
             return False
         if full:
             self._next_resync = time.monotonic() + self.settings.resync_interval
-        self._report(result, full)
+        self._report(result, full, time.monotonic() - started)
         return not result.failed
+
+    def _proceed(self) -> str:
+        if self.stop.is_set():
+            return "shutting down"
+        if not self.leadership.is_leader:
+            return "lost the lease; another replica acts now"
+        return ""
 
     def _refresh(self) -> None:
         """Fetch and load a new revision when the head moved; keep the last good one if it is invalid."""
 
         head = self.source.head()
-        if head == self.state.head and self.state.good is not None:
+        if head == self.state.head or head == self.state.invalid_head:
             return
-        if head == self.state.invalid_head:
-            return
+        started = time.monotonic()
         try:
             env = load_revision(self.source)
         except ValidationError as error:
-            self.state.invalid_head = head
-            self.state.errors["ValidationError"] = self.state.errors.get("ValidationError", 0) + 1
-            for problem in error.problems:
-                log.error(
-                    "invalid revision; keeping the last good one",
-                    revision=head,
-                    problem=problem.render(),
-                )
-            kept = self.state.good.revision if self.state.good else "none"
-            log.error(
-                "not acting on an invalid revision",
-                revision=head,
-                kept=kept,
-                problems=len(error.problems),
-            )
+            self._refuse(head, error)
             return
+        finally:
+            self.observer.fetched(time.monotonic() - started)
         self.state.head = head
         self.state.good = env
+        self.state.synced = True
         log.info("new revision", revision=env.revision)
 
-    def _report(self, result: PassResult, full: bool) -> None:
-        self.state.passes += 1
+    def _refuse(self, head: str, error: ValidationError) -> None:
+        self.state.invalid_head = head
+        self.observer.failed("ValidationError")
+        kept = self.state.good.revision if self.state.good else "none"
+        for problem in error.problems:
+            log.error("invalid revision", revision=head, problem=problem.render())
+        log.error(
+            "not acting on an invalid revision; keeping the last good one",
+            revision=head,
+            kept=kept,
+            problems=len(error.problems),
+        )
+
+    def _report(self, result: PassResult, full: bool, seconds: float) -> None:
         self.state.last_result = result
-        if not result.failed:
-            self.state.last_success = time.time()
+        self.observer.passed(result, seconds, full)
         the_plan = result.plan
-        if the_plan.actions or result.outcomes:
+        if the_plan.actions:
             log.info(
                 "pass done",
                 revision=the_plan.revision,
@@ -127,6 +183,7 @@ class Loop:
                 actions=len(the_plan.actions),
                 failed=len(result.failed),
                 held=len(the_plan.held),
+                seconds=round(seconds, 3),
             )
         for outcome in result.outcomes:
             log.info(
@@ -142,14 +199,14 @@ def _watch(path: Path, wake: threading.Event) -> Any:
     """Wake the loop when a file under `path` changes (development mode)."""
 
     from watchdog.events import FileSystemEvent, FileSystemEventHandler
-    from watchdog.observers import Observer
+    from watchdog.observers import Observer as FileObserver
 
     class Handler(FileSystemEventHandler):
         def on_any_event(self, event: FileSystemEvent) -> None:
             if "/.git/" not in str(event.src_path):
                 wake.set()
 
-    observer = Observer()
+    observer = FileObserver()
     observer.schedule(Handler(), str(path), recursive=True)
     observer.start()
     return observer

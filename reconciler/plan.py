@@ -75,7 +75,7 @@ class Plan:
     revision: str
     actions: tuple[Action, ...]
     held: tuple[Hold, ...] = ()
-    in_sync: tuple[str, ...] = ()
+    in_sync: tuple[Key, ...] = ()
 
     @property
     def changes_pending(self) -> bool:
@@ -92,7 +92,7 @@ def plan(
     failures = failures or {}
     actions: list[Action] = []
     held: list[Hold] = []
-    in_sync: list[str] = []
+    in_sync: list[Key] = []
     blocked: set[str] = set()
     for release in topological(desired.releases):
         key = (release.namespace, release.name)
@@ -110,7 +110,7 @@ def plan(
         elif step:
             actions.extend(_with_dependencies(step, release, blocked_or_acting=_acting(actions)))
         else:
-            in_sync.append(release.name)
+            in_sync.append(key)
     prune_actions, prune_holds = _prune(desired, observed, options)
     return Plan(
         installation=desired.installation,

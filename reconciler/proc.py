@@ -12,12 +12,15 @@ import contextlib
 import os
 import signal
 import subprocess
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from reconciler.errors import CommandError
 
 DEFAULT_TERMINATE_TIMEOUT = 10.0
+CANCEL_POLL = 0.2
 
 
 class CommandTimeout(CommandError):
@@ -46,10 +49,14 @@ def run(
     input: str | bytes | None = None,
     terminate_timeout: float = DEFAULT_TERMINATE_TIMEOUT,
     check: bool = True,
+    cancel: threading.Event | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run `argv` and return its output as text (undecodable bytes replaced)."""
+    """Run `argv` and return its output as text (undecodable bytes replaced).
 
-    done = _run_bytes(argv, cwd, env, timeout, input, terminate_timeout, check)
+    Setting `cancel` stops the child the same careful way as a timeout does.
+    """
+
+    done = _run_bytes(argv, cwd, env, timeout, input, terminate_timeout, check, cancel)
     return subprocess.CompletedProcess(
         list(argv), done.returncode, _text(done.stdout), _text(done.stderr)
     )
@@ -64,10 +71,11 @@ def run_bytes(
     input: str | bytes | None = None,
     terminate_timeout: float = DEFAULT_TERMINATE_TIMEOUT,
     check: bool = True,
+    cancel: threading.Event | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
     """Like `run`, for output that must stay bytes (file contents from `git cat-file`)."""
 
-    done = _run_bytes(argv, cwd, env, timeout, input, terminate_timeout, check)
+    done = _run_bytes(argv, cwd, env, timeout, input, terminate_timeout, check, cancel)
     return subprocess.CompletedProcess(list(argv), done.returncode, done.stdout, done.stderr)
 
 
@@ -79,10 +87,11 @@ def _run_bytes(
     input_: str | bytes | None,
     terminate_timeout: float,
     check: bool,
+    cancel: threading.Event | None = None,
 ) -> _Outcome:
     args = [str(a) for a in argv]
     data = input_.encode() if isinstance(input_, str) else input_
-    outcome = _communicate(args, cwd, env, timeout, data, terminate_timeout)
+    outcome = _communicate(args, cwd, env, timeout, data, terminate_timeout, cancel)
     if check and outcome.returncode != 0:
         raise CommandError(args, outcome.returncode, _text(outcome.stderr))
     return outcome
@@ -95,6 +104,7 @@ def _communicate(
     timeout: float | None,
     data: bytes | None,
     terminate_timeout: float,
+    cancel: threading.Event | None = None,
 ) -> _Outcome:
     try:
         # Its own process group, so that stopping it also stops its children (ssh, plugins).
@@ -110,9 +120,11 @@ def _communicate(
     except OSError as error:
         raise CommandError(args, 127, f"cannot start {args[0]}: {error.strerror}") from None
     try:
-        stdout, stderr = child.communicate(data, timeout=timeout)
+        stdout, stderr = _wait(child, data, timeout, cancel)
     except subprocess.TimeoutExpired:
         stderr, killed = _stop(child, terminate_timeout)
+        if cancel is not None and cancel.is_set():
+            raise CommandError(args, -1, f"{_text(stderr)}\ncancelled (shutting down)") from None
         raise CommandTimeout(args, timeout or 0.0, _text(stderr), killed=killed) from None
     except BaseException:
         # Interrupted (Ctrl-C, daemon shutdown): the child is in its own group and
@@ -120,6 +132,27 @@ def _communicate(
         _stop(child, terminate_timeout)
         raise
     return _Outcome(child.returncode, stdout, stderr)
+
+
+def _wait(
+    child: subprocess.Popen[bytes],
+    data: bytes | None,
+    timeout: float | None,
+    cancel: threading.Event | None,
+) -> tuple[bytes, bytes]:
+    """communicate(), waking up now and then to notice `cancel` (raises TimeoutExpired then)."""
+
+    if cancel is None:
+        return child.communicate(data, timeout=timeout)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        step = CANCEL_POLL if deadline is None else min(CANCEL_POLL, deadline - time.monotonic())
+        try:
+            return child.communicate(data, timeout=max(step, 0.0))
+        except subprocess.TimeoutExpired:
+            data = None  # already written by the first call
+            if cancel.is_set() or (deadline is not None and time.monotonic() >= deadline):
+                raise
 
 
 def _stop(child: subprocess.Popen[bytes], grace: float) -> tuple[bytes, bool]:

@@ -121,12 +121,13 @@ def apply_pass(
     helm: Helm,
     memory: Memory,
     on_outcome: Callable[[Outcome], None] = lambda outcome: None,
+    proceed: Callable[[], str] = lambda: "",
 ) -> list[Outcome]:
     def record(outcome: Outcome) -> None:
         memory.record(outcome, datetime.now(UTC))
         on_outcome(outcome)
 
-    return execute(the_plan, helm, observation.desired.policy, observation.mask, record)
+    return execute(the_plan, helm, observation.desired.policy, observation.mask, record, proceed)
 
 
 def _secret_strings(values: ClusterValues) -> frozenset[str]:
@@ -177,6 +178,12 @@ class Engine:
             self._helm = self._helm_factory()
         return self._helm
 
+    def cancel_helm(self) -> None:
+        """Stop running helm processes (SIGTERM): the shutdown grace period is over."""
+
+        if self._helm is not None:
+            self._helm.cancel.set()
+
     def plan(self, env: Environments, full: bool = False) -> tuple[Plan, Observation]:
         observation = observe(env, self.installation, self.kube, full)
         return plan_pass(observation, self.memory, self.options), observation
@@ -186,20 +193,28 @@ class Engine:
         env: Environments,
         full: bool = False,
         on_outcome: Callable[[Outcome], None] = lambda outcome: None,
+        proceed: Callable[[], str] = lambda: "",
     ) -> PassResult:
         the_plan, observation = self.plan(env, full)
         outcomes: list[Outcome] = []
         if the_plan.actions:
-            outcomes = apply_pass(the_plan, observation, self.helm, self.memory, on_outcome)
+            outcomes = apply_pass(
+                the_plan, observation, self.helm, self.memory, on_outcome, proceed
+            )
         result = PassResult(the_plan, tuple(outcomes))
-        self.record(result)
+        self.record(result, observation)
         return result
 
-    def record(self, result: PassResult, error: str = "") -> None:
+    def record(self, result: PassResult, observation: Observation) -> None:
         """Write the status ConfigMap when what it says changed (not on every quiet poll)."""
 
         document = status_document(
-            result.plan, result.outcomes, self.memory.failures, datetime.now(UTC), error
+            observation.desired,
+            observation.observed,
+            result.plan,
+            result.outcomes,
+            self.memory.failures,
+            datetime.now(UTC),
         )
         fingerprint = json.dumps({k: v for k, v in document.items() if k != "time"}, sort_keys=True)
         if fingerprint != self._last_status:

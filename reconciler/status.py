@@ -16,6 +16,8 @@ from typing import Any
 from reconciler.errors import KubeError
 from reconciler.execute import Outcome
 from reconciler.kube import CONFIGMAPS, NAMESPACES, Kube
+from reconciler.model import DesiredState
+from reconciler.observe import ReleaseState
 from reconciler.plan import Failure, Key, Plan
 
 STATUS_KEY = "status.json"
@@ -80,59 +82,85 @@ class StatusStore:
 
 
 def status_document(
+    desired: DesiredState,
+    observed: Mapping[Key, ReleaseState],
     the_plan: Plan,
     outcomes: Iterable[Outcome],
     failures: Mapping[Key, Failure],
     now: datetime,
-    error: str = "",
 ) -> dict[str, Any]:
-    """The last pass as the status ConfigMap stores it."""
+    """The last pass as the status ConfigMap stores it: one row per declared or pruned release."""
 
-    by_key = {o.key: o for o in outcomes}
-    releases: list[dict[str, Any]] = []
-    for action in the_plan.actions:
-        outcome = by_key.get(action.key)
-        releases.append(
-            {
-                "release": action.release,
-                "namespace": action.namespace,
-                "desired": action.desired.chart.version if action.desired else "",
-                "action": action.kind,
-                "state": outcome.result if outcome else "planned",
-                "message": outcome.message if outcome else action.reason,
-            }
-        )
-    releases += [
-        {
-            "release": h.release,
-            "namespace": h.namespace,
-            "action": "hold",
-            "state": "held",
-            "message": h.reason,
-        }
-        for h in the_plan.held
-    ]
-    releases += [
-        {"release": name, "action": "none", "state": "in-sync", "message": ""}
-        for name in the_plan.in_sync
-    ]
+    rows = _rows(desired, observed, the_plan, {o.key: o for o in outcomes})
     return {
         "installation": the_plan.installation,
         "revision": the_plan.revision,
         "time": now.astimezone(UTC).isoformat(timespec="seconds"),
-        "error": error,
-        "releases": releases,
+        "releases": rows,
         "failures": [
             {
-                "namespace": k[0],
-                "release": k[1],
-                "digest": f.digest,
-                "attempts": f.attempts,
-                "last": f.last_at.isoformat(),
+                "namespace": key[0],
+                "release": key[1],
+                "digest": failure.digest,
+                "attempts": failure.attempts,
+                "last": failure.last_at.isoformat(),
             }
-            for k, f in sorted(failures.items())
+            for key, failure in sorted(failures.items())
         ],
     }
+
+
+def _rows(
+    desired: DesiredState,
+    observed: Mapping[Key, ReleaseState],
+    the_plan: Plan,
+    outcomes: Mapping[Key, Outcome],
+) -> list[dict[str, Any]]:
+    actions = {a.key: a for a in the_plan.actions}
+    holds = {(h.namespace, h.release): h for h in the_plan.held}
+    in_sync = set(the_plan.in_sync)
+    keys = [(r.namespace, r.name) for r in desired.releases]
+    keys += sorted(k for k in (*actions, *holds) if k not in set(keys))
+    versions = {(r.namespace, r.name): r.chart.version for r in desired.releases}
+    rows = []
+    for key in keys:
+        action, hold, outcome = actions.get(key), holds.get(key), outcomes.get(key)
+        state = observed.get(key)
+        want = versions.get(key, "")
+        if key in in_sync:
+            row = ("in-sync", want, "", "")
+        elif outcome:
+            done = outcome.result == "succeeded"
+            deployed = want if done and outcome.kind != "uninstall" else _deployed(state)
+            row = (outcome.result, deployed, outcome.kind, outcome.message)
+        elif hold:
+            row = ("held", _deployed(state), "hold", hold.reason)
+        else:
+            row = (
+                "planned",
+                _deployed(state),
+                action.kind if action else "",
+                action.reason if action else "",
+            )
+        rows.append(
+            {
+                "namespace": key[0],
+                "release": key[1],
+                "desired": want,
+                "deployed": row[1],
+                "state": row[0],
+                "helm_status": state.latest.status if state else "absent",
+                "last_action": row[2],
+                "message": row[3],
+            }
+        )
+    return rows
+
+
+def _deployed(state: ReleaseState | None) -> str:
+    if state is None:
+        return ""
+    return state.detail.chart_version if state.detail else f"revision {state.latest.number}"
 
 
 def failures_from(document: Mapping[str, Any]) -> dict[Key, Failure]:

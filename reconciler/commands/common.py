@@ -104,6 +104,14 @@ class Wiring:
     plain_http: bool
     options: Options
 
+    @property
+    def source_label(self) -> str:
+        """The repo for logs: a URL without credentials, or a folder."""
+
+        if isinstance(self.source, GitSource):
+            return self.source.credentials.scrub(self.source.url)
+        return str(self.source.path)
+
     def helm(self) -> Helm:
         return Helm.detect(self.helm_binary, self.kubeconfig, self.plain_http)
 
@@ -168,7 +176,7 @@ def plan_json(the_plan: Plan) -> dict[str, Any]:
             {"release": h.release, "namespace": h.namespace, "reason": h.reason}
             for h in the_plan.held
         ],
-        "in_sync": list(the_plan.in_sync),
+        "in_sync": [{"namespace": ns, "release": name} for ns, name in the_plan.in_sync],
     }
 
 

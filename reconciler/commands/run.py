@@ -5,14 +5,26 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import threading
+import time
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from reconciler import log
 from reconciler.commands import common
-from reconciler.commands.engine import engine_for
+from reconciler.commands.engine import STATUS_NAMESPACE, engine_for
+from reconciler.errors import UsageError
+from reconciler.events import EventRecorder
+from reconciler.execute import Outcome
+from reconciler.leader import LeaderElector, LeaseSettings
 from reconciler.loop import Loop, LoopSettings
+from reconciler.metrics import Metrics
+from reconciler.reconcile import Engine, PassResult
+from reconciler.server import Endpoints, serve
+
+HEALTHY_WITHIN = 300.0  # a loop that has not polled for this long is stuck
 
 
 def register(subparsers: Any, name: str, summary: str) -> None:
@@ -43,30 +55,143 @@ def register(subparsers: Any, name: str, summary: str) -> None:
         "--once", action="store_true", help="stop after the first pass (for tests and jobs)"
     )
     group.add_argument(
+        "--shutdown-grace",
+        type=float,
+        default=float(env("RECONCILER_SHUTDOWN_GRACE", "25")),
+        help="on SIGTERM, seconds to let running helm operations finish before stopping them with SIGTERM (default 25)",
+    )
+    group.add_argument(
         "--log-format",
         choices=["auto", "json", "text"],
         default="auto",
         help="log lines (auto: json unless a terminal)",
     )
+    daemon = parser.add_argument_group("daemon")
+    daemon.add_argument(
+        "--listen",
+        default=env("RECONCILER_LISTEN", ""),
+        help="serve /healthz, /readyz, /metrics (and /hooks/git) on HOST:PORT, e.g. :8080 (env RECONCILER_LISTEN)",
+    )
+    daemon.add_argument(
+        "--webhook-secret-file",
+        default=env("RECONCILER_WEBHOOK_SECRET_FILE"),
+        help="enable POST /hooks/git, a push webhook verified by X-Hub-Signature-256 that triggers a poll at once",
+    )
+    daemon.add_argument(
+        "--leader-elect",
+        action="store_true",
+        default=env("RECONCILER_LEADER_ELECT", "") in ("1", "true"),
+        help="act only while holding the Lease reconciler-<installation> (env RECONCILER_LEADER_ELECT)",
+    )
+    daemon.add_argument("--lease-duration", type=float, default=15.0, help="seconds (default 15)")
     parser.set_defaults(func=run)
+
+
+class Reporter:
+    """Metrics and Events for the loop."""
+
+    def __init__(self, metrics: Metrics, events: EventRecorder | None) -> None:
+        self.metrics = metrics
+        self.events = events
+
+    def outcome(self, outcome: Outcome) -> None:
+        self.metrics.observe_outcome(outcome)
+        if self.events:
+            self.events.outcome(outcome)
+
+    def passed(self, result: PassResult, seconds: float, full: bool) -> None:
+        self.metrics.observe_pass(result, seconds, full, time.time())
+
+    def fetched(self, seconds: float) -> None:
+        self.metrics.git_fetch.observe(seconds)
+
+    def failed(self, kind: str) -> None:
+        self.metrics.errors.labels(kind).inc()
 
 
 def run(args: argparse.Namespace) -> int:
     log.setup(args.log_format)
     wiring = common.wiring(args)
     engine = engine_for(wiring)
+    metrics = Metrics()
+    events = (
+        EventRecorder(wiring.kube, STATUS_NAMESPACE, wiring.installation) if not args.once else None
+    )
+    elector = _elector(args, engine, metrics) if args.leader_elect else None
     settings = LoopSettings(
         interval=args.interval, resync_interval=args.resync_interval, once=args.once
     )
-    loop = Loop(engine, wiring.source, settings)
-    _stop_on_signals(loop.stop)
-    return loop.run()
+    loop = Loop(engine, wiring.source, settings, elector, Reporter(metrics, events))
+    server = _serve(args, loop, metrics) if args.listen else None
+    _stop_on_signals(loop, engine, args.shutdown_grace)
+    threads = []
+    if elector:
+        threads.append(
+            threading.Thread(target=elector.run, args=(loop.stop,), name="lease", daemon=True)
+        )
+        threads[-1].start()
+    log.info(
+        "started",
+        installation=wiring.installation,
+        repo=wiring.source_label,
+        leader_elect=bool(elector),
+    )
+    try:
+        return loop.run()
+    finally:
+        loop.stop.set()
+        for thread in threads:
+            thread.join(timeout=5)
+        if server:
+            server.shutdown()
 
 
-def _stop_on_signals(stop: threading.Event) -> None:
+def _elector(args: argparse.Namespace, engine: Engine, metrics: Metrics) -> LeaderElector:
+    identity = os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
+    settings = LeaseSettings(
+        namespace=STATUS_NAMESPACE,
+        name=f"reconciler-{args.installation}",
+        identity=identity,
+        lease_duration=args.lease_duration,
+        renew_deadline=args.lease_duration * 2 / 3,
+        retry_period=max(args.lease_duration / 7.5, 0.2),
+    )
+    return LeaderElector(
+        engine.kube, settings, on_change=lambda leading: metrics.leader.set(int(leading))
+    )
+
+
+def _serve(args: argparse.Namespace, loop: Loop, metrics: Metrics) -> Any:
+    secret = _read_secret(args.webhook_secret_file) if args.webhook_secret_file else None
+    endpoints = Endpoints(
+        healthy=lambda: (
+            time.monotonic() - loop.state.heartbeat < max(HEALTHY_WITHIN, args.interval * 3)
+        ),
+        ready=lambda: loop.state.synced,
+        metrics=metrics.render,
+        wake=loop.wake,
+        webhook_secret=secret,
+    )
+    return serve(args.listen, endpoints)
+
+
+def _read_secret(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes().strip()
+    except OSError as error:
+        raise UsageError(f"--webhook-secret-file {path}: {error.strerror}") from None
+
+
+def _stop_on_signals(loop: Loop, engine: Engine, grace: float) -> None:
     def handler(signum: int, frame: FrameType | None) -> None:
-        log.info("stopping", signal=signal.Signals(signum).name)
-        stop.set()
+        log.info("stopping", signal=signal.Signals(signum).name, grace_seconds=grace)
+        loop.stop.set()
+        loop.wake.set()
+        # Running helm gets `grace` seconds to finish, then SIGTERM (never SIGKILL
+        # first), so a release ends deployed or failed, not pending.
+        timer = threading.Timer(grace, engine.cancel_helm)
+        timer.daemon = True
+        timer.start()
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)

@@ -69,7 +69,7 @@ def test_release_in_sync_needs_nothing() -> None:
     rel = release()
     result = plan(desired(rel), {("apps", "api"): deployed(rel)}, NOW)
     assert result.actions == ()
-    assert result.in_sync == ("api",)
+    assert result.in_sync == (("apps", "api"),)
     assert not result.changes_pending
 
 

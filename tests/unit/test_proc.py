@@ -105,3 +105,16 @@ def test_python_child_sees_sigterm() -> None:
         run([sys.executable, "-c", code], timeout=1.0, terminate_timeout=10)
     assert "clean exit" in caught.value.stderr
     assert not caught.value.killed
+
+
+def test_cancel_stops_the_child_with_sigterm() -> None:
+    import threading
+
+    cancel = threading.Event()
+    script = "trap 'echo got-SIGTERM >&2; exit 143' TERM; while :; do sleep 0.05; done"
+    threading.Timer(0.3, cancel.set).start()
+    with pytest.raises(CommandError) as caught:
+        run(["sh", "-c", script], timeout=30, cancel=cancel)
+    assert "got-SIGTERM" in caught.value.stderr
+    assert "cancelled (shutting down)" in caught.value.message
+    assert not isinstance(caught.value, CommandTimeout)

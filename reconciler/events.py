@@ -1,0 +1,61 @@
+"""Kubernetes Events for what the reconciler did, attached to its status ConfigMap."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from reconciler import log
+from reconciler.errors import KubeError
+from reconciler.execute import Outcome
+from reconciler.kube import EVENTS, Kube
+from reconciler.status import status_name
+
+REASONS = {
+    ("install", "succeeded"): "Installed",
+    ("upgrade", "succeeded"): "Upgraded",
+    ("unlock", "succeeded"): "Unlocked",
+    ("uninstall", "succeeded"): "Pruned",
+}
+
+
+class EventRecorder:
+    def __init__(self, kube: Kube, namespace: str, installation: str) -> None:
+        self.kube = kube
+        self.namespace = namespace
+        self.installation = installation
+
+    def outcome(self, outcome: Outcome) -> None:
+        reason = (
+            REASONS.get((outcome.kind, outcome.result))
+            or f"{outcome.kind.capitalize()}{outcome.result.capitalize()}"
+        )
+        kind = "Normal" if outcome.result == "succeeded" else "Warning"
+        self.emit(kind, reason, f"{outcome.namespace}/{outcome.release}: {outcome.message}")
+
+    def emit(self, kind: str, reason: str, message: str) -> None:
+        """Best effort: a missing Events permission must not stop a reconcile."""
+
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": "reconciler-", "namespace": self.namespace},
+            "involvedObject": {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "name": status_name(self.installation),
+                "namespace": self.namespace,
+            },
+            "reason": reason,
+            "message": message[:1000],
+            "type": kind,
+            "source": {"component": "reconciler"},
+            "reportingComponent": "reconciler",
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+        }
+        try:
+            self.kube.request("POST", EVENTS.path(self.namespace), body=body)
+        except KubeError as error:
+            log.warning("could not record an event", reason=reason, error=str(error))
