@@ -21,9 +21,10 @@ venv: $(BIN)/.installed  ## create .venv with the package and its dev tools
 testbed-binaries:  ## build etcd, kube-apiserver, helm 3 and 4, the registry (cached by version)
 	bash testbed/build.sh
 
-lint: venv  ## ruff
+lint: venv  ## ruff, hadolint
 	$(BIN)/ruff check reconciler tests benchmarks testbed
 	$(BIN)/ruff format --check reconciler tests benchmarks testbed
+	$(BIN)/hadolint Dockerfile
 
 typecheck: venv  ## mypy --strict on the package
 	$(BIN)/mypy
