@@ -1,0 +1,208 @@
+"""A fast path for the simple YAML that environment files almost always are.
+
+Block mappings and lists of plain or simply quoted scalars, the shape `reconciler promote`
+writes, parse here several times faster than through libyaml's node tree. Anything
+else (flow collections, anchors, tags, block scalars, odd indentation, duplicate keys,
+tabs, non-ASCII) makes `load` return None and the caller uses `yamldoc.parse`, which
+decides and reports. So this module never reports a problem: it only skips work, and
+a differential test holds it to the same result as `yamldoc.parse`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from yaml.resolver import Resolver
+
+from reconciler.repo.yamldoc import TAG_STR, UnsupportedScalar, scalar_value
+
+# Only files this small take the fast path, so the node limits of yamldoc hold here too.
+MAX_LINES = 2_000
+MAX_INDENT_LEVELS = 32
+
+_CHARS = r"[A-Za-z0-9_./~+=@$%^()\-]"
+_KEY = r"[A-Za-z0-9_][A-Za-z0-9_./\-]{0,200}+"
+_PLAIN = (
+    rf"(?:[A-Za-z0-9_./~+]|-(?=[A-Za-z0-9_.])){_CHARS}*+(?:{_CHARS}++|:(?=[^ \n])| +(?=[^ #\n]))*+"
+)
+# Inside [...] and {...}: no ':' ',' or brackets in plain scalars, no ',' in quoted ones,
+# so a flow collection on one line splits on ',' without a parser.
+_FLOW_ITEM = (
+    rf"(?:[A-Za-z0-9_./~+]{_CHARS}*+(?: ++{_CHARS}++)*+"
+    r"|\"[ !#-+\--\[\]-~]*+\"|'[ -&(-+\--~]*+')"
+)
+_FLOW = (
+    rf"\[ *+(?:{_FLOW_ITEM}(?: *+, *+{_FLOW_ITEM})*+)? *+\]"
+    rf"|\{{ *+(?:{_KEY}: ++{_FLOW_ITEM}(?: *+, *+{_KEY}: ++{_FLOW_ITEM})*+)? *+\}}"
+)
+# One pass over the whole text; each line is blank or a comment; or an optional "- ",
+# an optional "key:" and an optional value; or anything else (the last group), which
+# declines the file. Possessive quantifiers: no part of a line ever needs to give
+# characters back, and not trying to makes this regex, the hot spot of validate, faster.
+_LINE = re.compile(
+    r"( *+(?:#[^\n]*)?\n)"
+    rf"|( *+)(- ++)?(?:({_KEY}):(?: ++|(?=\n)))?"
+    rf"(?:({_PLAIN})|\"([ !#-\[\]-~]*+)\"|'([ -&(-~]*+)'|({_FLOW}))?"
+    r"(?: *+(?<= )#[^\n]*)? *+\n"
+    r"|([^\n]*\n)"
+)
+_RESOLVERS = Resolver.yaml_implicit_resolvers
+_NO_VALUE = object()
+_DECLINE = object()
+_plain_cache: dict[str, Any] = {}
+_string_keys: set[str] = set()
+
+
+def _plain(text: str) -> Any:
+    """The value of a plain scalar, resolved exactly as yamldoc (libyaml + Resolver) does."""
+
+    cached = _plain_cache.get(text, _NO_VALUE)
+    if cached is not _NO_VALUE:
+        return cached
+    tag = TAG_STR
+    for candidate, regexp in _RESOLVERS.get(text[0], ()):
+        if regexp.match(text):
+            tag = candidate
+            break
+    try:
+        value = scalar_value(tag, text)
+    except (UnsupportedScalar, ValueError, TypeError):
+        value = _DECLINE
+    if len(_plain_cache) > 50_000:
+        _plain_cache.clear()
+    _plain_cache[text] = value
+    return value
+
+
+def load(text: str) -> dict[str, Any] | None:
+    """The document if the file is simple enough to be sure of it, else None."""
+
+    if "\t" in text or "\r" in text or text.count("\n") > MAX_LINES:
+        return None
+    if not text.endswith("\n"):
+        text += "\n"
+    parser = _Parser()
+    for groups in _LINE.findall(text):
+        if groups[0]:
+            continue  # blank or comment
+        if groups[8] or not parser.line(groups):
+            return None
+    return parser.root
+
+
+class _Parser:
+    def __init__(self) -> None:
+        self.root: dict[str, Any] | None = None
+        # (indent, container, is_mapping), innermost last
+        self.stack: list[tuple[int, Any, bool]] = []
+        # a `key:` line without a value: its child lines decide what the value is
+        self.pending: tuple[dict[str, Any], str, int] | None = None
+
+    def line(self, groups: tuple[str, ...]) -> bool:
+        _, indent_text, dash, key, plain, double, single, flow, _ = groups
+        indent = len(indent_text)
+        if plain:
+            value = _plain_cache.get(plain, _NO_VALUE)
+            if value is _NO_VALUE:
+                value = _plain(plain)
+        elif double or single:
+            value = double or single
+        elif flow:
+            value = _flow(flow)
+        else:
+            value = _NO_VALUE
+        if value is _DECLINE or not (dash or key) or not self._open(indent, bool(dash)):
+            return False
+        if dash:
+            if not self._item(indent):
+                return False
+            if not key:
+                return value is not _NO_VALUE and self._append(value)
+            # "- key: value" opens a mapping in the list, its keys at the column of `key`
+            indent += len(dash)
+            mapping: dict[str, Any] = {}
+            self.stack[-1][1].append(mapping)
+            self.stack.append((indent, mapping, True))
+        return self._key(indent, key, value)
+
+    def _open(self, indent: int, dash: bool) -> bool:
+        """Attaches the child collection a `key:` line without a value announced."""
+
+        if self.pending is not None:
+            parent, parent_key, parent_indent = self.pending
+            self.pending = None
+            # A list may sit at its parent key's indent; a mapping must be deeper.
+            if indent > parent_indent or (dash and indent == parent_indent):
+                child: Any = [] if dash else {}
+                parent[parent_key] = child
+                self.stack.append((indent, child, not dash))
+                return len(self.stack) <= MAX_INDENT_LEVELS
+        elif self.root is None:
+            if dash or indent:
+                return False
+            self.root = {}
+            self.stack.append((0, self.root, True))
+        return True
+
+    def _item(self, indent: int) -> bool:
+        stack = self.stack
+        while stack and stack[-1][0] > indent:
+            stack.pop()
+        return bool(stack) and stack[-1][0] == indent and not stack[-1][2]
+
+    def _append(self, value: Any) -> bool:
+        self.stack[-1][1].append(value)
+        return True
+
+    def _key(self, indent: int, key: str, value: Any) -> bool:
+        stack = self.stack
+        # A list at its parent key's indent ends at the next key of that indent.
+        while stack and (stack[-1][0] > indent or (stack[-1][0] == indent and not stack[-1][2])):
+            stack.pop()
+        if not stack or stack[-1][0] != indent or len(stack) > MAX_INDENT_LEVELS:
+            return False
+        mapping = stack[-1][1]
+        if key in mapping or not _is_string_key(key):
+            return False
+        if value is _NO_VALUE:
+            mapping[key] = None
+            self.pending = (mapping, key, indent)
+        else:
+            mapping[key] = value
+        return True
+
+
+def _flow(text: str) -> Any:
+    """A one-line flow collection the regex accepted: scalars only, no ',' inside them."""
+
+    inner = text[1:-1].strip()
+    items = [item.strip() for item in inner.split(",")] if inner else []
+    if text[0] == "[":
+        values = [_scalar(item) for item in items]
+        return _DECLINE if _DECLINE in values else values
+    mapping: dict[str, Any] = {}
+    for item in items:
+        key, _, raw = item.partition(":")
+        value = _scalar(raw.strip())
+        if key in mapping or value is _DECLINE or not _is_string_key(key):
+            return _DECLINE
+        mapping[key] = value
+    return mapping
+
+
+def _scalar(item: str) -> Any:
+    if item[0] in "\"'":
+        return item[1:-1]
+    return _plain(item)
+
+
+def _is_string_key(key: str) -> bool:
+    if key in _string_keys:
+        return True
+    if isinstance(_plain(key), str):
+        if len(_string_keys) > 50_000:
+            _string_keys.clear()
+        _string_keys.add(key)
+        return True
+    return False
