@@ -3,13 +3,15 @@
 A revision is a commit (its files are copied out of git, never checked out, so the
 user's work tree is left alone), the working tree as it is on disk, or nothing
 (the side before the first commit). Files come from the repository, which anyone
-opening a pull request controls: only regular files are copied, never symlinks or
-submodules, and no path may leave the temporary folder.
+opening a pull request controls: regular files are copied, symlinks only when they
+point inside the environments repo (as the loader allows them), submodules never,
+and no path may leave the temporary folder.
 """
 
 from __future__ import annotations
 
 import os
+import posixpath
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -18,6 +20,7 @@ from pathlib import Path, PurePosixPath
 from reconciler import proc
 from reconciler.errors import CommandError, GitError, Problem, UsageError, ValidationError
 from reconciler.model import Environments
+from reconciler.repo import load_environments
 
 # Branches whose merge-base with HEAD is the natural "before" of a pull request.
 UPSTREAM_CANDIDATES = ("origin/HEAD", "origin/main", "origin/master", "main", "master")
@@ -123,39 +126,67 @@ class Checkout:
         """The environments at `rev`; raises ValidationError if they are invalid."""
 
         if rev.worktree:
-            return _load(self.root, self.root)
+            return _load(self.root)
         if rev.commit is None:
             return EMPTY
         with tempfile.TemporaryDirectory(prefix="reconciler-rev-") as tmp:
             dest = Path(tmp)
-            self._materialize(rev.commit, dest)
-            env = _load(dest / self.prefix, self.root)
-        return replace(env, revision=rev.commit)
+            refused = self._materialize(rev.commit, dest)
+            return _load(dest / self.prefix, rev.commit, refused)
 
-    def _materialize(self, commit: str, dest: Path) -> None:
-        """Write the regular files under `prefix` at `commit` into `dest`."""
+    def _materialize(self, commit: str, dest: Path) -> list[Problem]:
+        """Copy the files under `prefix` at `commit` into `dest`; the symlinks refused."""
 
-        blobs = list(self._blobs(commit))
-        contents = _cat_blobs(self.toplevel, [sha for sha, _ in blobs]) if blobs else []
-        for (_, rel), data in zip(blobs, contents, strict=True):
-            target = _safe_target(dest, rel)
+        entries = list(self._entries(commit))
+        contents = _cat_blobs(self.toplevel, [e.sha for e in entries]) if entries else []
+        refused = []
+        for entry, data in zip(entries, contents, strict=True):
+            target = _safe_target(dest, entry.path)
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
+            if not entry.is_link:
+                target.write_bytes(data)
+            elif _link_stays_inside(entry.path, os.fsdecode(data), self.prefix):
+                target.symlink_to(os.fsdecode(data))
+            else:
+                where = entry.path.removeprefix(f"{self.prefix}/") if self.prefix else entry.path
+                refused.append(Problem(where, None, _OUTSIDE))
+        return refused
 
-    def _blobs(self, commit: str) -> Iterator[tuple[str, str]]:
+    def _entries(self, commit: str) -> Iterator[_Entry]:
         pathspec = [self.prefix] if self.prefix else []
         listing = proc.run_bytes(
             ["git", "--literal-pathspecs", "ls-tree", "-r", "-z", commit, "--", *pathspec],
             cwd=self.toplevel,
         ).stdout
-        for entry in listing.split(b"\0"):
-            if not entry:
+        for line in listing.split(b"\0"):
+            if not line:
                 continue
-            meta, _, raw_path = entry.partition(b"\t")
+            meta, _, raw_path = line.partition(b"\t")
             mode, kind, sha = meta.decode().split()
-            # A symlink could point anywhere on this machine; a submodule is not ours to read.
-            if kind == "blob" and mode in ("100644", "100755"):
-                yield sha, os.fsdecode(raw_path)
+            # Submodules (mode 160000) are other repositories: not part of this one.
+            if kind == "blob" and mode in ("100644", "100755", "120000"):
+                yield _Entry(sha, os.fsdecode(raw_path), is_link=mode == "120000")
+
+
+# The loader's own words for a symlink it refuses, so both revisions read alike.
+_OUTSIDE = "a symlink pointing outside the repo; copy the file in"
+
+
+@dataclass(frozen=True)
+class _Entry:
+    sha: str
+    path: str
+    is_link: bool
+
+
+def _link_stays_inside(path: str, target: str, prefix: str) -> bool:
+    # Judged on the link's text alone; the loader checks the real path again before reading.
+    if posixpath.isabs(target):
+        return False
+    joined = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
+    if joined == ".." or joined.startswith("../"):
+        return False
+    return not prefix or joined.startswith(f"{prefix}/")
 
 
 def _safe_target(dest: Path, rel: str) -> Path:
@@ -195,21 +226,19 @@ def _git(cwd: Path, *args: str, check: bool = True) -> str:
         raise GitError(error.message) from None
 
 
-def _load(root: Path, shown_as: Path) -> Environments:
-    # Imported late: the loader pulls in jsonschema, which `Checkout` users may not need.
-    from reconciler.loader import load_environments
-
+def _load(root: Path, revision: str = "", refused: list[Problem] | None = None) -> Environments:
     if not root.is_dir():
-        return EMPTY
+        return replace(EMPTY, revision=revision)
+    problems = list(refused or [])
     try:
-        return load_environments(root)
+        env = load_environments(root, revision=revision)
     except ValidationError as error:
-        raise ValidationError([_relocate(p, root, shown_as) for p in error.problems]) from None
+        problems.extend(error.problems)
+        raise ValidationError(sorted(problems, key=_order)) from None
+    if problems:
+        raise ValidationError(problems)
+    return env
 
 
-def _relocate(problem: Problem, root: Path, shown_as: Path) -> Problem:
-    # Problems found in a temporary copy must name the file where the user would fix it.
-    path = Path(problem.path)
-    if path.is_absolute() and path.is_relative_to(root):
-        return replace(problem, path=str(shown_as / path.relative_to(root)))
-    return problem
+def _order(problem: Problem) -> tuple[str, int, str]:
+    return problem.path, problem.line or 0, problem.message

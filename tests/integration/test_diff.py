@@ -567,18 +567,34 @@ def test_environments_in_a_subfolder(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert doc["head"]["ref"] == "HEAD"
 
 
-def test_symlinks_in_the_repository_are_not_followed(
-    repo: EnvRepo, capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
+def test_symlink_out_of_the_repo_is_refused_at_a_commit(repo: EnvRepo, tmp_path: Path) -> None:
     outside = tmp_path / "outside.yaml"
     outside.write_text("apiVersion: reconciler/v1\nkind: Project\nname: evil\n")
     (repo.root / "projects" / "evil.yaml").symlink_to(outside)
-    repo.commit("a symlink")
+    repo.commit("a symlink out of the repo")
 
-    code, out, err = run_diff(repo, "--base", "HEAD~1", "--head", "HEAD", capsys=capsys)
+    done = cli("diff", "--base", "HEAD~1", "--head", "HEAD", ".", cwd=repo.root)
 
-    assert code == 0, err
-    assert out.endswith("no changes\n")
+    assert done.returncode == 1
+    assert "projects/evil.yaml: a symlink pointing outside the repo" in done.stderr
+
+
+def test_symlink_inside_the_repo_reads_alike_at_a_commit_and_on_disk(
+    repo: EnvRepo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo.release("staging", "api", ref=REF_B)
+    link = repo.root / "installations/prod/releases/api.yaml"
+    link.unlink()
+    link.symlink_to("../../staging/releases/api.yaml")
+
+    on_disk = diff_json(repo, capsys=capsys)
+    repo.commit("prod follows staging through a symlink")
+    committed = diff_json(repo, capsys=capsys)
+
+    assert on_disk["head"]["ref"] == "working tree"
+    assert committed["head"]["ref"] == "HEAD"
+    assert on_disk["installations"] == committed["installations"]
+    assert sorted(i["name"] for i in committed["installations"]) == ["prod", "staging"]
 
 
 # --- usage errors -----------------------------------------------------------------
