@@ -5,7 +5,6 @@ This module wires the adapters together; the decisions live in `plan`.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -16,7 +15,7 @@ from reconciler.errors import ReconcilerError
 from reconciler.execute import Outcome, execute
 from reconciler.helm import Helm
 from reconciler.kube import CONFIGMAPS, SECRETS, Kube
-from reconciler.loader import load_environments
+from reconciler.repo import load_environments
 from reconciler.model import DesiredState, Environments, ValuesFrom
 from reconciler.observe import ReleaseState, read_index, with_detail
 from reconciler.plan import Failure, Key, Options, Plan, plan
@@ -60,7 +59,7 @@ def load_revision(source: GitSource | LocalSource) -> Environments:
     """Sync the source and load it; an invalid revision raises ValidationError and is not acted on."""
 
     revision, root = source.sync()
-    return dataclasses.replace(load_environments(root), revision=revision)
+    return load_environments(root, revision=revision)
 
 
 def read_cluster_values(kube: Kube, source: ValuesFrom) -> ClusterValues:

@@ -1,0 +1,67 @@
+"""`reconciler status`: the last pass as recorded in the cluster's status ConfigMap."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from reconciler.commands import common
+from reconciler.errors import ReconcilerError, UsageError
+from reconciler.kube import Kube
+from reconciler.status import StatusStore, status_name
+
+COLUMNS = [
+    "release",
+    "namespace",
+    "desired",
+    "deployed",
+    "state",
+    "helm_status",
+    "last_action",
+    "message",
+]
+
+
+def register(subparsers: Any, name: str, summary: str) -> None:
+    env = os.environ.get
+    parser = subparsers.add_parser(
+        name, help=summary, description=summary + ". Exit 1 when a release failed or is held."
+    )
+    parser.add_argument(
+        "-i", "--installation", default=env("RECONCILER_INSTALLATION"), help="installation name"
+    )
+    parser.add_argument(
+        "--kubeconfig", default=env("KUBECONFIG"), help="kubeconfig file (env KUBECONFIG)"
+    )
+    parser.add_argument("--context", help="kubeconfig context")
+    parser.add_argument(
+        "--namespace",
+        default=env("RECONCILER_NAMESPACE", "reconciler"),
+        help="namespace of the reconciler and its status ConfigMap (default: reconciler)",
+    )
+    common.add_output_flag(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.installation:
+        raise UsageError("--installation is required (or set RECONCILER_INSTALLATION)")
+    kube = Kube.connect(args.kubeconfig, args.context)
+    document = StatusStore(kube, args.namespace, args.installation).read()
+    if not document:
+        name = status_name(args.installation)
+        raise ReconcilerError(
+            f"no status recorded yet: ConfigMap {args.namespace}/{name} not found or empty"
+        )
+    rows: list[dict[str, Any]] = document.get("releases") or []
+    if args.output == "json":
+        common.dump_json(document)
+    else:
+        revision = str(document.get("revision", ""))[:12]
+        print(
+            f"installation {document.get('installation')} at {revision}, last pass {document.get('time')}"
+        )
+        print(common.table(rows, COLUMNS))
+    unhealthy = [r for r in rows if r.get("state") in ("failed", "held", "skipped")]
+    return 1 if unhealthy else 0

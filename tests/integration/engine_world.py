@@ -1,0 +1,141 @@
+"""One test's world for the engine: an environments repo on the git server, a namespace,
+a helm that logs every call, and the `reconciler` CLI pointed at all of it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from envrepo import EnvRepo
+
+
+def helm_spy(real_helm: Path, folder: Path) -> tuple[Path, Path]:
+    """A helm wrapper that records each call (start and end) and then runs the real one."""
+
+    log = folder / "helm-calls.log"
+    spy = folder / "helm"
+    spy.write_text(
+        "#!/bin/sh\n"
+        f'echo "start $(date +%s.%N) $*" >> "{log}"\n'
+        f'"{real_helm}" "$@"\n'
+        "code=$?\n"
+        f'echo "end $(date +%s.%N) $*" >> "{log}"\n'
+        "exit $code\n"
+    )
+    spy.chmod(0o755)
+    log.touch()
+    return spy, log
+
+
+@dataclass
+class World:
+    testbed: Any
+    namespace: str
+    repo: EnvRepo
+    spy: Path
+    spy_log: Path
+    helm_name: str
+    workdir: Path
+    installation: str
+
+    def env(self) -> dict[str, str]:
+        return {
+            **self.testbed.helm_env(),
+            "RECONCILER_NAMESPACE": self.namespace,
+            "RECONCILER_PLAIN_HTTP": "1",
+            "RECONCILER_HELM": str(self.spy),
+            "RECONCILER_INSTALLATION": self.installation,
+            "RECONCILER_REPO": self.repo.url,
+        }
+
+    def cli_argv(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "reconciler", *args]
+
+    def cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            self.cli_argv(*args),
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=self.workdir,
+        )
+
+    def apply(self, *args: str) -> tuple[int, dict[str, Any], str]:
+        done = self.cli("apply", "-o", "json", *args)
+        try:
+            document = json.loads(done.stdout) if done.stdout.strip() else {}
+        except ValueError:
+            document = {}
+        return done.returncode, document, done.stderr
+
+    def plan(self, *args: str) -> tuple[int, dict[str, Any]]:
+        done = self.cli("plan", "-o", "json", *args)
+        assert done.stdout.strip(), done.stderr
+        return done.returncode, json.loads(done.stdout)
+
+    def helm_calls(self) -> list[str]:
+        """Every helm call since the last `reset_calls`, as its argument line."""
+
+        lines = self.spy_log.read_text().splitlines()
+        return [line.split(" ", 2)[2] for line in lines if line.startswith("start ")]
+
+    def helm_events(self) -> list[tuple[str, float, str]]:
+        events = []
+        for line in self.spy_log.read_text().splitlines():
+            kind, stamp, args = line.split(" ", 2)
+            events.append((kind, float(stamp), args))
+        return events
+
+    def reset_calls(self) -> None:
+        self.spy_log.write_text("")
+
+    def helm(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.testbed.helm(
+            *args, "--namespace", self.namespace, helm=self.helm_name, check=check
+        )
+
+    def history(self, release: str) -> list[dict[str, Any]]:
+        out = self.helm("history", release, "-o", "json").stdout
+        rows: list[dict[str, Any]] = json.loads(out)
+        return rows
+
+    def latest(self, release: str) -> dict[str, Any]:
+        return self.history(release)[-1]
+
+    def values(self, release: str) -> dict[str, Any]:
+        out = self.helm("get", "values", release, "-o", "json").stdout
+        document: dict[str, Any] = json.loads(out) or {}
+        return document
+
+    def releases(self) -> dict[str, str]:
+        show_all = ["--all"] if self.helm_name == "helm3" else []  # helm 4 lists every state anyway
+        out = self.helm("list", *show_all, "-o", "json").stdout
+        return {r["name"]: r["status"] for r in json.loads(out)}
+
+
+def wait_for(predicate: Any, timeout: float = 60, interval: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+def kube_json(testbed: Any, method: str, path: str, body: Any = None) -> Any:
+    return (
+        testbed.admin.call(method, path, body)
+        if body is not None
+        else testbed.admin.call(method, path)
+    )
+
+
+__all__ = ["World", "helm_spy", "kube_json", "os", "wait_for"]
