@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -21,6 +22,7 @@ from kubernetes.config.config_exception import ConfigException
 
 from reconciler.errors import KubeError
 
+SERVICEACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
 JsonObject = dict[str, Any]
 
@@ -51,32 +53,36 @@ VERBS = {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DEL
 class Kube:
     """A thin client: JSON in, JSON out, counted, with errors a user can act on."""
 
-    def __init__(self, api_client: client.ApiClient, identity: str = "") -> None:
+    def __init__(
+        self,
+        api_client: client.ApiClient,
+        identity: str = "",
+        reload: Callable[[], client.ApiClient] | None = None,
+    ) -> None:
         self._api = api_client
         self.identity = identity
+        self._reload = reload
         self._lock = threading.Lock()
         self.calls = 0
 
     @classmethod
     def connect(cls, kubeconfig: str | None = None, context: str | None = None) -> Kube:
-        """From a kubeconfig file, else the in-cluster ServiceAccount."""
+        """From a kubeconfig file (see `in_cluster_kubeconfig` for the Pod's service account)."""
 
-        configuration = client.Configuration()
-        try:
-            if kubeconfig or not _in_cluster():
+        def load() -> client.ApiClient:
+            configuration = client.Configuration()
+            try:
                 config.load_kube_config(  # type: ignore[no-untyped-call]
                     config_file=kubeconfig, context=context, client_configuration=configuration
                 )
-                identity = f"kubeconfig {kubeconfig or '~/.kube/config'}"
-            else:
-                config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-                identity = "in-cluster service account"
-        except (ConfigException, OSError) as error:
-            raise KubeError(
-                f"cannot load Kubernetes credentials: {error}; "
-                "pass --kubeconfig or run inside a Pod with a service account"
-            ) from error
-        return cls(client.ApiClient(configuration), identity)
+            except (ConfigException, OSError) as error:
+                raise KubeError(
+                    f"cannot load Kubernetes credentials: {error}; "
+                    "pass --kubeconfig or run inside a Pod with a service account"
+                ) from error
+            return client.ApiClient(configuration)
+
+        return cls(load(), f"kubeconfig {kubeconfig or '~/.kube/config'}", load)
 
     def request(
         self,
@@ -91,6 +97,25 @@ class Kube:
         verb = verb or VERBS.get(method, method.lower())
         with self._lock:
             self.calls += 1
+        try:
+            return self._send(method, path, query, body, accept, content_type, verb)
+        except KubeError as error:
+            # A service account token is rotated on disk; reload once and try again.
+            if error.status != 401 or self._reload is None:
+                raise
+            self._api = self._reload()
+            return self._send(method, path, query, body, accept, content_type, verb)
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, str | int] | None,
+        body: Any,
+        accept: str,
+        content_type: str,
+        verb: str,
+    ) -> JsonObject:
         url, headers = self._prepare(method, path, query, accept, content_type)
         try:
             response = self._api.call_api(
@@ -160,8 +185,44 @@ class Kube:
         return url, headers
 
 
-def _in_cluster() -> bool:
+def in_cluster() -> bool:
     return bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+
+
+def in_cluster_kubeconfig(folder: Path) -> str:
+    """A kubeconfig for the Pod's service account, shared by this process and helm.
+
+    It names the token *file*, which the kubelet rotates, so both re-read it.
+    """
+
+    account = Path(os.environ.get("RECONCILER_SERVICEACCOUNT_DIR", SERVICEACCOUNT_DIR))
+    host = os.environ.get("KUBERNETES_SERVICE_HOST", "")
+    port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
+    server = f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
+    if not (account / "token").is_file():
+        raise KubeError(
+            f"no service account token at {account}/token; pass --kubeconfig outside a Pod"
+        )
+    document = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "in-cluster",
+                "cluster": {"server": server, "certificate-authority": str(account / "ca.crt")},
+            }
+        ],
+        "users": [{"name": "service-account", "user": {"tokenFile": str(account / "token")}}],
+        "contexts": [
+            {"name": "in-cluster", "context": {"cluster": "in-cluster", "user": "service-account"}}
+        ],
+        "current-context": "in-cluster",
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "kubeconfig"
+    path.write_text(json.dumps(document))
+    path.chmod(0o600)
+    return str(path)
 
 
 def _explain(verb: str, method: str, path: str, error: ApiException) -> KubeError:

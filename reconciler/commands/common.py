@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 from reconciler.errors import UsageError
 from reconciler.execute import Outcome
 from reconciler.helm import Helm
-from reconciler.kube import Kube
+from reconciler.kube import Kube, in_cluster, in_cluster_kubeconfig
 from reconciler.plan import Options, Plan
 from reconciler.source import Credentials, GitSource, LocalSource, open_source
 
@@ -124,11 +125,17 @@ def wiring(args: argparse.Namespace) -> Wiring:
     source = open_source(args.repo, args.branch, args.workdir, credentials)
     if isinstance(source, LocalSource) and not source.path.is_dir():
         raise UsageError(f"--repo {args.repo}: no such folder (give a git URL or a folder)")
-    kube = Kube.connect(args.kubeconfig, args.context)
+    kube, kubeconfig = connect(args.kubeconfig, args.context)
     options = Options(force_retry=args.force_retry, force_prune=args.force_prune)
-    return Wiring(
-        args.installation, source, kube, args.helm, args.kubeconfig, args.plain_http, options
-    )
+    return Wiring(args.installation, source, kube, args.helm, kubeconfig, args.plain_http, options)
+
+
+def connect(kubeconfig: str | None, context: str | None) -> tuple[Kube, str | None]:
+    """The API client, and the kubeconfig helm should use (made from the service account in a Pod)."""
+
+    if not kubeconfig and in_cluster():
+        kubeconfig = in_cluster_kubeconfig(Path(tempfile.mkdtemp(prefix="reconciler-kube-")))
+    return Kube.connect(kubeconfig, context), kubeconfig
 
 
 def _read_token(path: str | None) -> str | None:

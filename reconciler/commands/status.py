@@ -8,7 +8,6 @@ from typing import Any
 
 from reconciler.commands import common
 from reconciler.errors import ReconcilerError, UsageError
-from reconciler.kube import Kube
 from reconciler.status import StatusStore, status_name
 
 COLUMNS = [
@@ -47,7 +46,7 @@ def register(subparsers: Any, name: str, summary: str) -> None:
 def run(args: argparse.Namespace) -> int:
     if not args.installation:
         raise UsageError("--installation is required (or set RECONCILER_INSTALLATION)")
-    kube = Kube.connect(args.kubeconfig, args.context)
+    kube, _ = common.connect(args.kubeconfig, args.context)
     document = StatusStore(kube, args.namespace, args.installation).read()
     if not document:
         name = status_name(args.installation)
