@@ -1,0 +1,401 @@
+"""deploy/chart: what it renders with helm 3 and 4, and what its RBAC allows on the testbed."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+
+from testbed import Testbed, find_binaries
+
+CHART = Path(__file__).resolve().parents[2] / "deploy" / "chart"
+INSTALLATION = "prod-eu"
+REQUIRED = {"installation": INSTALLATION, "git": {"repo": "https://git.example.com/env.git"}}
+Objects = dict[tuple[str, str], dict[str, Any]]
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _helm(
+    helm: Path, *args: str, values: dict[str, Any], tmp_path: Path
+) -> subprocess.CompletedProcess[str]:
+    values_file = tmp_path / "values.yaml"
+    values_file.write_text(yaml.safe_dump(values))
+    argv = [str(helm), *args, str(CHART), "--namespace", "reconciler", "-f", str(values_file)]
+    return subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60)
+
+
+@pytest.fixture(params=["helm4", "helm3"])
+def helm_exe(request: pytest.FixtureRequest) -> Path:
+    path: Path = find_binaries().helm[request.param]
+    return path
+
+
+@pytest.fixture
+def render(helm_exe: Path, tmp_path: Path) -> Callable[..., Objects]:
+    """render(**values) -> {(kind, name): object} of `helm template` with the required values."""
+
+    def template(**values: Any) -> Objects:
+        result = _helm(
+            helm_exe, "template", "rc", values=_merge(REQUIRED, values), tmp_path=tmp_path
+        )
+        assert result.returncode == 0, result.stderr
+        documents = [d for d in yaml.safe_load_all(result.stdout) if d]
+        return {(d["kind"], d["metadata"]["name"]): d for d in documents}
+
+    return template
+
+
+def _container(objects: Objects) -> dict[str, Any]:
+    spec = objects["Deployment", "rc-reconciler"]["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    return dict(container)
+
+
+def _rules(objects: Objects, kind: str, name: str) -> list[dict[str, Any]]:
+    return list(objects[kind, name]["rules"])
+
+
+def _env(container: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+
+
+# ----- rendering -------------------------------------------------------------------------
+
+
+def test_lint_passes(helm_exe: Path, tmp_path: Path) -> None:
+    result = _helm(helm_exe, "lint", "--strict", values=REQUIRED, tmp_path=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_installation_and_repo_are_required(helm_exe: Path, tmp_path: Path) -> None:
+    result = _helm(helm_exe, "template", "rc", values={}, tmp_path=tmp_path)
+    assert result.returncode != 0
+    assert "installation: set the installation this cluster runs" in result.stderr
+
+
+def test_schema_rejects_an_unknown_rbac_mode(helm_exe: Path, tmp_path: Path) -> None:
+    values = _merge(REQUIRED, {"rbac": {"managedResources": {"mode": "admin"}}})
+    result = _helm(helm_exe, "template", "rc", values=values, tmp_path=tmp_path)
+    assert result.returncode != 0
+    assert "cluster-admin" in result.stderr
+
+
+def test_deployment_runs_two_leader_elected_replicas_with_probes(
+    render: Callable[..., Objects],
+) -> None:
+    objects = render()
+    assert objects["Deployment", "rc-reconciler"]["spec"]["replicas"] == 2
+    container = _container(objects)
+    assert container["args"][0] == "run"
+    assert container["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    env = _env(container)
+    assert env["RECONCILER_LEADER_ELECT"] == "true"
+    assert env["RECONCILER_LISTEN"] == ":8080"
+    assert env["RECONCILER_INSTALLATION"] == INSTALLATION
+    assert env["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert env["RECONCILER_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    assert container["resources"]["limits"]["memory"] == "256Mi"
+    assert container["resources"]["requests"]["memory"] == "128Mi"
+
+
+def test_pod_is_locked_down_with_writable_scratch_only(render: Callable[..., Objects]) -> None:
+    objects = render()
+    pod = objects["Deployment", "rc-reconciler"]["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    security = _container(objects)["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    mounts = {m["mountPath"]: m["name"] for m in _container(objects)["volumeMounts"]}
+    assert mounts == {"/tmp": "tmp", "/var/lib/reconciler": "workdir"}
+    assert all("emptyDir" in v for v in pod["volumes"])
+    assert "--workdir=/var/lib/reconciler" in _container(objects)["args"]
+
+
+def test_disruption_budget_service_and_no_service_monitor_by_default(
+    render: Callable[..., Objects],
+) -> None:
+    objects = render()
+    assert objects["PodDisruptionBudget", "rc-reconciler"]["spec"]["minAvailable"] == 1
+    assert objects["Service", "rc-reconciler"]["spec"]["ports"][0]["name"] == "http"
+    assert not [key for key in objects if key[0] == "ServiceMonitor"]
+    monitored = render(serviceMonitor={"enabled": True})
+    endpoint = monitored["ServiceMonitor", "rc-reconciler"]["spec"]["endpoints"][0]
+    assert endpoint["path"] == "/metrics"
+    assert endpoint["port"] == "http"
+
+
+def test_default_rbac_has_no_wildcards_and_no_cluster_admin(render: Callable[..., Objects]) -> None:
+    objects = render()
+    for (kind, _), obj in objects.items():
+        if kind in ("Role", "ClusterRole"):
+            for rule in obj["rules"]:
+                for key in ("apiGroups", "resources", "verbs"):
+                    assert "*" not in rule[key], (kind, rule)
+        if kind.endswith("Binding"):
+            assert obj["roleRef"]["name"] != "cluster-admin"
+
+
+def test_reconciler_reads_release_history_cluster_wide_and_nothing_more(
+    render: Callable[..., Objects],
+) -> None:
+    objects = render()
+    assert _rules(objects, "ClusterRole", "reconciler-rc-reconciler-history") == [
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list"]}
+    ]
+    binding = objects["ClusterRoleBinding", "reconciler-rc-reconciler-history"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "rc-reconciler", "namespace": "reconciler"}
+    ]
+
+
+def test_own_role_names_its_lease_and_status_configmap(render: Callable[..., Objects]) -> None:
+    rules = _rules(render(), "Role", "rc-reconciler")
+    named = {
+        (r["resources"][0], tuple(r["resourceNames"])): r["verbs"]
+        for r in rules
+        if "resourceNames" in r
+    }
+    assert named == {
+        ("leases", (f"reconciler-{INSTALLATION}",)): ["get", "update"],
+        ("configmaps", (f"reconciler-status-{INSTALLATION}",)): ["get", "update", "patch"],
+    }
+    unnamed = {r["resources"][0]: r["verbs"] for r in rules if "resourceNames" not in r}
+    assert unnamed == {
+        "leases": ["create"],
+        "configmaps": ["create"],
+        "events": ["create", "patch"],
+    }
+
+
+def test_values_objects_are_readable_by_name_only(render: Callable[..., Objects]) -> None:
+    objects = render(valuesFrom={"namespace": "config", "configMap": "values", "secret": "secrets"})
+    role = objects["Role", "rc-reconciler-values"]
+    assert role["metadata"]["namespace"] == "config"
+    assert role["rules"] == [
+        {
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "resourceNames": ["values"],
+            "verbs": ["get"],
+        },
+        {
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "resourceNames": ["secrets"],
+            "verbs": ["get"],
+        },
+    ]
+    assert ("Role", "rc-reconciler-values") not in render()
+
+
+def test_managed_resources_modes(render: Callable[..., Objects]) -> None:
+    custom = render()
+    managed = _rules(custom, "ClusterRole", "reconciler-rc-reconciler-managed")
+    kinds = {resource for rule in managed for resource in rule["resources"]}
+    assert {
+        "secrets",
+        "namespaces",
+        "configmaps",
+        "services",
+        "serviceaccounts",
+        "deployments",
+    } <= kinds
+    assert all("escalate" not in r["verbs"] and "bind" not in r["verbs"] for r in managed)
+
+    admin = render(rbac={"managedResources": {"mode": "cluster-admin"}})
+    assert (
+        admin["ClusterRoleBinding", "reconciler-rc-reconciler-managed"]["roleRef"]["name"]
+        == "cluster-admin"
+    )
+    assert ("ClusterRole", "reconciler-rc-reconciler-managed") not in admin
+
+    rule = {"apiGroups": ["batch"], "resources": ["cronjobs"], "verbs": ["get", "create"]}
+    own = render(rbac={"managedResources": {"rules": [rule]}})
+    assert _rules(own, "ClusterRole", "reconciler-rc-reconciler-managed") == [rule]
+
+
+def test_git_token_is_mounted_as_a_file(render: Callable[..., Objects]) -> None:
+    objects = render(git={"credentials": {"secretName": "git", "type": "token"}})
+    container = _container(objects)
+    assert _env(container)["RECONCILER_GIT_TOKEN_FILE"] == "/etc/reconciler/git/token"
+    assert {
+        "name": "git-credentials",
+        "mountPath": "/etc/reconciler/git",
+        "readOnly": True,
+    } in container["volumeMounts"]
+
+
+def test_git_ssh_key_and_known_hosts_are_mounted(render: Callable[..., Objects]) -> None:
+    objects = render(git={"credentials": {"secretName": "git", "type": "ssh"}})
+    env = _env(_container(objects))
+    assert env["RECONCILER_GIT_SSH_KEY"] == "/etc/reconciler/git/ssh-privatekey"
+    assert env["RECONCILER_GIT_KNOWN_HOSTS"] == "/etc/reconciler/git/known_hosts"
+    assert "RECONCILER_GIT_TOKEN_FILE" not in env
+    pod = objects["Deployment", "rc-reconciler"]["spec"]["template"]["spec"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "git-credentials"]
+    assert volume["secret"]["secretName"] == "git"
+
+
+# ----- on the testbed --------------------------------------------------------------------
+
+
+def _can(
+    api: client.ApiClient, verb: str, resource: str, group: str = "", **attributes: str
+) -> bool:
+    review = client.AuthorizationV1Api(api).create_self_subject_access_review(
+        {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectAccessReview",
+            "spec": {
+                "resourceAttributes": {
+                    "verb": verb,
+                    "resource": resource,
+                    "group": group,
+                    **attributes,
+                }
+            },
+        }
+    )
+    return bool(review.status.allowed)
+
+
+@pytest.fixture
+def installed(
+    testbed: Testbed, namespace: str, helm: Any, tmp_path: Path
+) -> Iterator[Callable[..., Path]]:
+    """install(**values) -> kubeconfig of the chart's ServiceAccount; uninstalled afterwards."""
+
+    release = "rc"
+
+    def install(**values: Any) -> Path:
+        values_file = tmp_path / "values.yaml"
+        values_file.write_text(yaml.safe_dump(_merge(REQUIRED, values)))
+        helm("upgrade", "--install", release, str(CHART), "-n", namespace, "-f", str(values_file))
+        return testbed.mint_serviceaccount_kubeconfig(namespace, "rc-reconciler")
+
+    yield install
+    helm("uninstall", release, "-n", namespace, check=False)
+
+
+@pytest.mark.helm3
+def test_chart_installs_and_grants_exactly_the_reconcilers_rights(
+    installed: Callable[..., Path],
+    namespace: str,
+    kube: Any,
+    make_kube_client: Callable[[Path], Any],
+) -> None:
+    kubeconfig = installed(valuesFrom={"configMap": "values", "secret": "values"})
+
+    apps, core = client.AppsV1Api(kube), client.CoreV1Api(kube)
+    assert apps.read_namespaced_deployment("rc-reconciler", namespace).spec.replicas == 2
+    assert core.read_namespaced_service_account("rc-reconciler", namespace)
+    assert core.read_namespaced_service("rc-reconciler", namespace)
+    assert client.PolicyV1Api(kube).read_namespaced_pod_disruption_budget(
+        "rc-reconciler", namespace
+    )
+    rbac = client.RbacAuthorizationV1Api(kube)
+    assert rbac.read_namespaced_role("rc-reconciler", namespace)
+    assert rbac.read_cluster_role(f"{namespace}-rc-reconciler-history")
+
+    sa = make_kube_client(kubeconfig)
+    lease, status = f"reconciler-{INSTALLATION}", f"reconciler-status-{INSTALLATION}"
+    coordination = "coordination.k8s.io"
+    try:
+        # What the reconciler does itself.
+        assert _can(sa, "list", "secrets")  # release history, all namespaces
+        assert _can(sa, "create", "leases", coordination, namespace=namespace)
+        assert _can(sa, "update", "leases", coordination, namespace=namespace, name=lease)
+        assert _can(sa, "update", "configmaps", namespace=namespace, name=status)
+        assert _can(sa, "create", "events", namespace=namespace)
+        assert _can(sa, "get", "configmaps", namespace=namespace, name="values")
+        # What helm does for the default (custom) managed rules.
+        assert _can(sa, "create", "namespaces")
+        assert _can(sa, "create", "deployments", "apps", namespace="anywhere")
+        # And not more.
+        assert not _can(sa, "update", "leases", coordination, namespace=namespace, name="other")
+        assert not _can(sa, "delete", "nodes")
+        assert not _can(sa, "create", "clusterroles", "rbac.authorization.k8s.io")
+        assert not _can(sa, "create", "clusterrolebindings", "rbac.authorization.k8s.io")
+        assert not _can(sa, "create", "daemonsets", "apps", namespace="anywhere")
+        assert not _can(sa, "impersonate", "serviceaccounts")
+    finally:
+        sa.close()
+
+
+@pytest.mark.helm3
+def test_helm_as_the_service_account_installs_allowed_kinds_only(
+    installed: Callable[..., Path],
+    testbed: Testbed,
+    namespace: str,
+    helm: Any,
+    charts_dir: Path,
+    tmp_path: Path,
+) -> None:
+    kubeconfig = installed()
+    target = f"{namespace}-apps"
+    try:
+        for message in ("first", "second"):  # an install, then an upgrade
+            helm(
+                *("upgrade", "--install", "smoke", str(charts_dir / "smoke")),
+                *("-n", target, "--create-namespace", "--set", f"message={message}"),
+                kubeconfig=kubeconfig,
+            )
+        chart = tmp_path / "daemon"
+        (chart / "templates").mkdir(parents=True)
+        (chart / "Chart.yaml").write_text("apiVersion: v2\nname: daemon\nversion: 0.1.0\n")
+        (chart / "templates" / "ds.yaml").write_text(DAEMONSET)
+        denied = helm(
+            "install", "daemon", str(chart), "-n", target, kubeconfig=kubeconfig, check=False
+        )
+        assert denied.returncode != 0
+        assert "forbidden" in denied.stderr
+        assert "daemonsets" in denied.stderr
+    finally:
+        testbed.delete_namespace(target)
+
+
+def test_cluster_admin_mode_grants_everything(
+    installed: Callable[..., Path], make_kube_client: Callable[[Path], Any]
+) -> None:
+    sa = make_kube_client(installed(rbac={"managedResources": {"mode": "cluster-admin"}}))
+    try:
+        assert _can(sa, "delete", "nodes")
+        assert _can(sa, "create", "daemonsets", "apps", namespace="anywhere")
+    finally:
+        sa.close()
+
+
+DAEMONSET = """\
+apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: {{ .Release.Name }}
+spec:
+  selector:
+    matchLabels: {app: daemon}
+  template:
+    metadata:
+      labels: {app: daemon}
+    spec:
+      containers:
+        - name: pause
+          image: registry.k8s.io/pause:3.10
+"""
