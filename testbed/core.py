@@ -1,0 +1,560 @@
+"""The testbed: etcd, kube-apiserver, a git smart-HTTP server and an OCI registry on loopback."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from testbed import pki as pki_mod
+from testbed.binaries import TESTBED_DIR, Binaries, find_binaries
+from testbed.gitserver import PRIVATE_PREFIX
+from testbed.kube import AdminClient, apiserver_argv, cert_credentials, etcd_argv, kubeconfig
+from testbed.procs import (
+    Proc,
+    TestbedError,
+    free_port,
+    pid_runs,
+    port_is_free,
+    wait_until,
+)
+
+STATE_FILE = "state.json"
+# Marks a folder as a testbed's, so `up` may wipe it and nothing else.
+MARKER_FILE = ".reconciler-testbed"
+_START_TIMEOUT = 120.0
+_CHART_VERSION = re.compile(r"^\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$")
+
+
+class CommandError(TestbedError):
+    """A helm or git command failed; the message has the command, exit code and stderr."""
+
+    def __init__(self, argv: Sequence[str], returncode: int, stdout: str, stderr: str) -> None:
+        super().__init__(
+            f"command failed (exit {returncode}): {' '.join(argv)}\n"
+            f"stderr:\n{stderr.strip()}\nstdout:\n{stdout.strip()[-2000:]}"
+        )
+        self.argv = list(argv)
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    check: bool = True,
+    timeout: float = 300.0,
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        list(argv),
+        env=dict(env) if env is not None else None,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if check and result.returncode != 0:
+        raise CommandError(argv, result.returncode, result.stdout, result.stderr)
+    return result
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (loopback URL)
+            return bool(response.status == 200)
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+_ETCD_PREFIX = "reconciler-etcd-"
+
+
+def _scratch_dir() -> Path:
+    # etcd data on tmpfs when there is one: no disk I/O for thousands of helm revisions.
+    shm = Path("/dev/shm")  # noqa: S108 (mkdtemp makes a private dir in it)
+    base = shm if shm.is_dir() and os.access(shm, os.W_OK) else None
+    _sweep_orphaned_etcd_data(Path(base or tempfile.gettempdir()))
+    return Path(tempfile.mkdtemp(prefix=_ETCD_PREFIX, dir=base))
+
+
+def _sweep_orphaned_etcd_data(base: Path, min_age: float = 120.0) -> None:
+    """Remove etcd data left by runs that were killed hard: tmpfs is memory."""
+    in_use: set[str] = set()
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            in_use.update(
+                arg.removeprefix(b"--data-dir=").decode(errors="replace")
+                for arg in cmdline.read_bytes().split(b"\0")
+                if arg.startswith(b"--data-dir=")
+            )
+    now = time.time()
+    for path in base.glob(f"{_ETCD_PREFIX}*"):
+        with contextlib.suppress(OSError):
+            # The age guard spares a directory whose etcd is just being started.
+            if str(path) not in in_use and now - path.stat().st_mtime > min_age:
+                shutil.rmtree(path)
+
+
+_REGISTRY_CONFIG = """\
+version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: {root}
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:{port}
+  secret: {secret}
+"""
+
+
+@dataclass
+class Testbed:
+    """A running testbed. Start it with `Testbed.start(workdir)`, end it with `stop()`."""
+
+    __test__ = False  # not a pytest test class, despite the name
+
+    workdir: Path
+    binaries: Binaries
+    api_port: int
+    etcd_port: int
+    registry_port: int
+    git_port: int
+    git_token: str
+    etcd_data: Path
+    procs: list[Proc] = field(default_factory=list)
+    startup_seconds: float = 0.0
+
+    # ----- start / stop -------------------------------------------------------------
+
+    @classmethod
+    def start(
+        cls,
+        workdir: Path,
+        *,
+        registry_port: int | None = None,
+        git_port: int | None = None,
+        detached: bool = False,
+    ) -> Testbed:
+        """Start everything on free loopback ports (registry and git on fixed ones if given).
+
+        `detached` children survive this process (for `python -m testbed up`); otherwise
+        they die with it even if it is killed hard.
+        """
+        started = time.monotonic()
+        workdir = workdir.resolve()
+        workdir.mkdir(parents=True, exist_ok=True)
+        binaries = find_binaries()
+        for what, port in (("registry", registry_port), ("git", git_port)):
+            if port and not port_is_free(port):
+                raise TestbedError(f"{what} port 127.0.0.1:{port} is already in use")
+        (workdir / MARKER_FILE).touch()
+        bed = cls(
+            workdir=workdir,
+            binaries=binaries,
+            api_port=free_port(),
+            etcd_port=free_port(),
+            registry_port=registry_port or free_port(),
+            git_port=git_port or 0,
+            git_token=secrets.token_hex(16),
+            etcd_data=_scratch_dir(),
+        )
+        try:
+            bed._launch(detached)
+        except BaseException:
+            bed.stop()
+            raise
+        bed.startup_seconds = time.monotonic() - started
+        bed.save_state()
+        return bed
+
+    def _launch(self, detached: bool) -> None:
+        pki = pki_mod.create(self.workdir / "pki")
+        logs = self.workdir / "logs"
+        etcd = Proc.spawn(
+            "etcd",
+            etcd_argv(self.binaries.etcd, self.etcd_data, self.etcd_port, free_port()),
+            logs / "etcd.log",
+            detached=detached,
+        )
+        self.procs.append(etcd)
+        registry = self._spawn_registry(logs, detached)
+        git = self._spawn_git_server(logs, detached)
+        wait_until(
+            "etcd health",
+            lambda: _http_ok(f"http://127.0.0.1:{self.etcd_port}/health"),
+            timeout=_START_TIMEOUT,
+            procs=[etcd],
+        )
+        apiserver = Proc.spawn(
+            "kube-apiserver",
+            apiserver_argv(
+                self.binaries.kube_apiserver,
+                pki,
+                self.workdir / "pki",
+                self.etcd_port,
+                self.api_port,
+            ),
+            logs / "kube-apiserver.log",
+            detached=detached,
+        )
+        self.procs.append(apiserver)
+        self.kubeconfig.write_text(
+            kubeconfig(
+                self.api_url,
+                pki.ca.cert_pem(),
+                "admin",
+                cert_credentials(pki.admin.cert_pem(), pki.admin.key_pem()),
+            )
+        )
+        self.kubeconfig.chmod(0o600)
+        port_file = self.workdir / "git.port"
+        wait_until("git server", port_file.exists, timeout=_START_TIMEOUT, procs=[git])
+        self.git_port = int(port_file.read_text())
+        wait_until(
+            "registry /v2/",
+            lambda: _http_ok(f"http://{self.registry}/v2/"),
+            timeout=_START_TIMEOUT,
+            procs=[registry],
+        )
+        wait_until(
+            "kube-apiserver /readyz",
+            self.admin.ready,
+            timeout=_START_TIMEOUT,
+            procs=[apiserver, etcd],
+            interval=0.1,
+        )
+
+    def _spawn_registry(self, logs: Path, detached: bool) -> Proc:
+        config = self.workdir / "registry" / "config.yml"
+        config.parent.mkdir(parents=True, exist_ok=True)
+        config.write_text(
+            _REGISTRY_CONFIG.format(
+                root=self.workdir / "registry" / "storage",
+                port=self.registry_port,
+                secret=secrets.token_hex(16),
+            )
+        )
+        # No tracing exporter to dial: the registry would otherwise try an OTLP endpoint.
+        env = {**os.environ, "OTEL_TRACES_EXPORTER": "none", "OTEL_SDK_DISABLED": "true"}
+        proc = Proc.spawn(
+            "registry",
+            [str(self.binaries.registry), "serve", str(config)],
+            logs / "registry.log",
+            env=env,
+            detached=detached,
+        )
+        self.procs.append(proc)
+        return proc
+
+    def _spawn_git_server(self, logs: Path, detached: bool) -> Proc:
+        (self.git_root / PRIVATE_PREFIX.strip("/")).mkdir(parents=True, exist_ok=True)
+        port_file = self.workdir / "git.port"
+        port_file.unlink(missing_ok=True)
+        repo_root = TESTBED_DIR.parent
+        env = {
+            **os.environ,
+            "TESTBED_GIT_TOKEN": self.git_token,
+            "PYTHONPATH": os.pathsep.join(
+                p for p in (str(repo_root), os.environ.get("PYTHONPATH", "")) if p
+            ),
+        }
+        argv = [sys.executable, "-m", "testbed.gitserver", "--root", str(self.git_root)]
+        argv += ["--port-file", str(port_file), "--port", str(self.git_port)]
+        proc = Proc.spawn(
+            "git-server", argv, logs / "git-server.log", env=env, cwd=repo_root, detached=detached
+        )
+        self.procs.append(proc)
+        return proc
+
+    def stop(self) -> None:
+        """Stop every process (apiserver first, etcd last) and drop the etcd data."""
+        for proc in reversed(self.procs):
+            proc.stop()
+        self.procs.clear()
+        shutil.rmtree(self.etcd_data, ignore_errors=True)
+        (self.workdir / STATE_FILE).unlink(missing_ok=True)
+
+    def __enter__(self) -> Testbed:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ----- a testbed started by another process (`python -m testbed up`) ----------------
+
+    def save_state(self) -> None:
+        state: dict[str, Any] = {
+            "api_port": self.api_port,
+            "etcd_port": self.etcd_port,
+            "registry_port": self.registry_port,
+            "git_port": self.git_port,
+            "git_token": self.git_token,
+            "etcd_data": str(self.etcd_data),
+            "startup_seconds": self.startup_seconds,
+            "procs": [
+                {"name": p.name, "pid": p.pid, "log": str(p.log), "executable": self._exe(p)}
+                for p in self.procs
+            ],
+        }
+        path = self.workdir / STATE_FILE
+        path.write_text(json.dumps(state, indent=2))
+        path.chmod(0o600)
+
+    def _exe(self, proc: Proc) -> str:
+        if proc.popen is not None and isinstance(proc.popen.args, list):
+            return str(proc.popen.args[0])
+        return ""
+
+    @classmethod
+    def attach(cls, workdir: Path) -> Testbed:
+        """The testbed whose state `start` wrote to `workdir` (raises if there is none)."""
+        path = workdir.resolve() / STATE_FILE
+        if not path.is_file():
+            raise TestbedError(f"no testbed state in {workdir}: start one with `make testbed`")
+        state = json.loads(path.read_text())
+        procs = [
+            Proc(name=p["name"], pid=p["pid"], log=Path(p["log"]))
+            for p in state["procs"]
+            # A pid that now runs something else must never be signalled.
+            if pid_runs(p["pid"], p["executable"])
+        ]
+        return cls(
+            workdir=workdir.resolve(),
+            binaries=find_binaries(),
+            api_port=state["api_port"],
+            etcd_port=state["etcd_port"],
+            registry_port=state["registry_port"],
+            git_port=state["git_port"],
+            git_token=state["git_token"],
+            etcd_data=Path(state["etcd_data"]),
+            procs=procs,
+            startup_seconds=state["startup_seconds"],
+        )
+
+    def healthy(self) -> bool:
+        return len(self.procs) == 4 and all(p.alive() for p in self.procs) and self.admin.ready()
+
+    # ----- addresses --------------------------------------------------------------------
+
+    @property
+    def kubeconfig(self) -> Path:
+        """Admin kubeconfig (client certificate in group system:masters)."""
+        return self.workdir / "kubeconfig"
+
+    @property
+    def api_url(self) -> str:
+        return f"https://127.0.0.1:{self.api_port}"
+
+    @property
+    def ca_cert(self) -> Path:
+        return self.workdir / "pki" / "ca.crt"
+
+    @property
+    def git_base_url(self) -> str:
+        return f"http://127.0.0.1:{self.git_port}"
+
+    @property
+    def git_root(self) -> Path:
+        return self.workdir / "git"
+
+    @property
+    def registry(self) -> str:
+        """host:port of the OCI registry (plain HTTP)."""
+        return f"127.0.0.1:{self.registry_port}"
+
+    @property
+    def chart_repo(self) -> str:
+        """Where `publish_chart` pushes: oci://<registry>/charts."""
+        return f"oci://{self.registry}/charts"
+
+    @property
+    def helm_binaries(self) -> dict[str, Path]:
+        return self.binaries.helm
+
+    @property
+    def admin(self) -> AdminClient:
+        pki_dir = self.workdir / "pki"
+        return AdminClient(
+            self.api_port, self.ca_cert, pki_dir / "admin.crt", pki_dir / "admin.key"
+        )
+
+    def exports(self) -> dict[str, str]:
+        """What a shell needs to use this testbed by hand."""
+        return {
+            "KUBECONFIG": str(self.kubeconfig),
+            "RECONCILER_GIT_URL": self.git_url("environments"),
+            "RECONCILER_GIT_BASE_URL": self.git_base_url,
+            "RECONCILER_REGISTRY": self.registry,
+            "RECONCILER_CHART_REPO": self.chart_repo,
+            "HELM4": str(self.binaries.helm4),
+            "HELM3": str(self.binaries.helm3),
+        }
+
+    # ----- kubernetes -------------------------------------------------------------------
+
+    def server_version(self) -> dict[str, str]:
+        version: dict[str, str] = self.admin.call("GET", "/version")
+        return version
+
+    def create_namespace(self, name: str) -> str:
+        self.admin.ensure(
+            "/api/v1/namespaces",
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
+        )
+        return name
+
+    def delete_namespace(self, name: str) -> None:
+        # No controller-manager runs, so the namespace stays Terminating with its objects;
+        # the name is unique per test, so nothing trips over it.
+        self.admin.request("DELETE", f"/api/v1/namespaces/{name}")
+
+    def mint_serviceaccount_kubeconfig(
+        self, namespace: str, name: str, *, expiration_seconds: int = 3600
+    ) -> Path:
+        """Create the ServiceAccount if needed and write a kubeconfig with a TokenRequest token.
+
+        The account has no RBAC bindings unless the caller adds some.
+        """
+        self.create_namespace(namespace)
+        self.admin.ensure(
+            f"/api/v1/namespaces/{namespace}/serviceaccounts",
+            {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name}},
+        )
+        response = self.admin.call(
+            "POST",
+            f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token",
+            {
+                "apiVersion": "authentication.k8s.io/v1",
+                "kind": "TokenRequest",
+                "spec": {"expirationSeconds": expiration_seconds},
+            },
+        )
+        user = f"system:serviceaccount:{namespace}:{name}"
+        path = self.workdir / "kubeconfigs" / f"{namespace}.{name}.yaml"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(
+            kubeconfig(
+                self.api_url,
+                self.ca_cert.read_bytes(),
+                user,
+                {"token": response["status"]["token"]},
+            )
+        )
+        path.chmod(0o600)
+        return path
+
+    # ----- git --------------------------------------------------------------------------
+
+    def git_url(self, name: str, *, private: bool = False, with_token: bool = False) -> str:
+        """URL of repository `name` (".git" appended); `with_token` embeds the credentials."""
+        repo = name if name.endswith(".git") else f"{name}.git"
+        prefix = PRIVATE_PREFIX if private else "/"
+        host = f"127.0.0.1:{self.git_port}"
+        if with_token:
+            host = f"x-access-token:{self.git_token}@{host}"
+        return f"http://{host}{prefix}{repo}"
+
+    def create_git_repo(self, name: str, *, private: bool = False) -> str:
+        """A new empty bare repository (default branch main); returns its clone URL.
+
+        A `private` one needs basic auth with `git_token` as password.
+        """
+        repo = name if name.endswith(".git") else f"{name}.git"
+        path = self.git_root / (PRIVATE_PREFIX.strip("/") if private else "") / repo
+        if path.exists():
+            raise TestbedError(f"git repository {path} already exists")
+        run(["git", "init", "--quiet", "--bare", "--initial-branch=main", str(path)])
+        return self.git_url(name, private=private)
+
+    # ----- helm -------------------------------------------------------------------------
+
+    def helm_env(self, kubeconfig: Path | None = None) -> dict[str, str]:
+        """Environment for a helm process: this cluster, helm state isolated in the workdir."""
+        home = self.workdir / "helm"
+        # The caller's HELM_NAMESPACE, HELM_KUBECONTEXT, ... must not leak into tests.
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("HELM_")}
+        return {
+            **inherited,
+            "KUBECONFIG": str(kubeconfig or self.kubeconfig),
+            "HELM_CACHE_HOME": str(home / "cache"),
+            "HELM_CONFIG_HOME": str(home / "config"),
+            "HELM_DATA_HOME": str(home / "data"),
+        }
+
+    def helm(
+        self,
+        *args: str,
+        helm: str = "helm4",
+        kubeconfig: Path | None = None,
+        check: bool = True,
+        timeout: float = 300.0,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run `helm` ("helm4" or "helm3") against this testbed; raises CommandError on failure."""
+        binary = self._helm_binary(helm)
+        return run(
+            [str(binary), *args], env=self.helm_env(kubeconfig), check=check, timeout=timeout
+        )
+
+    def _helm_binary(self, helm: str) -> Path:
+        try:
+            return self.helm_binaries[helm]
+        except KeyError:
+            raise TestbedError(
+                f"unknown helm {helm!r}; one of {sorted(self.helm_binaries)}"
+            ) from None
+
+    def publish_chart(
+        self,
+        chart_dir: Path,
+        version: str,
+        *,
+        helm: str = "helm4",
+        app_version: str | None = None,
+    ) -> str:
+        """Package `chart_dir` at `version` and push it; returns `oci://<registry>/charts/<name>`.
+
+        Install it with `--version <version> --plain-http`.
+        """
+        if not _CHART_VERSION.match(version):
+            raise TestbedError(f"not a SemVer chart version: {version!r}")
+        with tempfile.TemporaryDirectory(dir=self.workdir) as out:
+            argv = ["package", str(chart_dir), "--version", version, "--destination", out]
+            if app_version:
+                argv += ["--app-version", app_version]
+            self.helm(*argv, helm=helm)
+            (package,) = Path(out).glob("*.tgz")
+            self.helm("push", str(package), self.chart_repo, "--plain-http", helm=helm)
+        name = package.name.removesuffix(f"-{version}.tgz")
+        return f"{self.chart_repo}/{name}"
+
+
+@contextlib.contextmanager
+def started(workdir: Path, **kwargs: Any) -> Iterator[Testbed]:
+    """`with started(path) as bed:` — a testbed that is stopped however the block ends."""
+    bed = Testbed.start(workdir, **kwargs)
+    try:
+        yield bed
+    finally:
+        bed.stop()

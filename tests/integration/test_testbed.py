@@ -1,0 +1,174 @@
+"""Smoke tests of the testbed itself: each real part does what later tests rely on."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import secrets
+import ssl
+import subprocess
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from testbed import Testbed, pinned_versions, run
+
+pytestmark = pytest.mark.testbed
+
+
+def _sha_version() -> str:
+    # The "g" keeps the prerelease identifier alphanumeric even if the sha starts with 0.
+    return f"1.0.0-g{secrets.token_hex(4)[:7]}"
+
+
+def _release_payload(secret: Any) -> dict[str, Any]:
+    """The Helm release JSON: base64 (API) of base64 (Helm) of gzip."""
+    inner = base64.b64decode(secret.data["release"])
+    decoded: dict[str, Any] = json.loads(gzip.decompress(base64.b64decode(inner)))
+    return decoded
+
+
+def test_server_reports_the_pinned_kubernetes_version(testbed: Testbed) -> None:
+    pinned = pinned_versions()["KUBERNETES_VERSION"]
+    assert testbed.server_version()["gitVersion"] == pinned
+
+
+def test_apiserver_needs_tls_client_credentials(testbed: Testbed) -> None:
+    assert testbed.api_url.startswith("https://127.0.0.1:")
+    context = ssl.create_default_context(cafile=str(testbed.ca_cert))
+    with pytest.raises(urllib.error.HTTPError) as anonymous:
+        urllib.request.urlopen(f"{testbed.api_url}/api/v1/secrets", context=context)
+    assert anonymous.value.code == 401
+
+
+@pytest.mark.helm3
+def test_helm_installs_chart_from_registry(
+    helm: Any, publish_chart: Callable[..., str], namespace: str, kube: Any
+) -> None:
+    version = _sha_version()
+    ref = publish_chart("smoke", version, helm=helm.binary)
+    assert ref.endswith("/charts/smoke")
+
+    helm(
+        *("upgrade", "--install", "smoke", ref, "--version", version, "--plain-http"),
+        *("--namespace", namespace, "--set", "message=first"),
+    )
+
+    core = client.CoreV1Api(kube)
+    secret = core.read_namespaced_secret("sh.helm.release.v1.smoke.v1", namespace)
+    assert secret.type == "helm.sh/release.v1"
+    assert secret.metadata.labels["owner"] == "helm"
+    assert secret.metadata.labels["status"] == "deployed"
+    release = _release_payload(secret)
+    assert release["chart"]["metadata"]["version"] == version
+    assert release["config"] == {"message": "first"}
+    configmap = core.read_namespaced_config_map("smoke", namespace)
+    assert configmap.data == {"message": "first", "chartVersion": version}
+
+
+def test_helm_rollback_creates_a_deployed_revision(
+    helm: Any, publish_chart: Callable[..., str], namespace: str, kube: Any
+) -> None:
+    v1, v2 = _sha_version(), _sha_version()
+    ref = publish_chart("smoke", v1)
+    publish_chart("smoke", v2)
+    common = ("--plain-http", "--namespace", namespace)
+    helm("upgrade", "--install", "rb", ref, "--version", v1, "--set", "message=one", *common)
+    helm("upgrade", "--install", "rb", ref, "--version", v2, "--set", "message=two", *common)
+
+    helm("rollback", "rb", "1", "--namespace", namespace)
+
+    core = client.CoreV1Api(kube)
+    secrets_ = core.list_namespaced_secret(namespace, label_selector="owner=helm,name=rb").items
+    by_revision = {int(s.metadata.labels["version"]): s.metadata.labels["status"] for s in secrets_}
+    assert by_revision == {1: "superseded", 2: "superseded", 3: "deployed"}
+    assert core.read_namespaced_config_map("rb", namespace).data["message"] == "one"
+    history = json.loads(helm("history", "rb", "--namespace", namespace, "-o", "json").stdout)
+    assert [entry["revision"] for entry in history] == [1, 2, 3]
+
+
+def test_serviceaccount_without_permissions_is_denied(
+    testbed: Testbed, namespace: str, make_kube_client: Callable[[Path], Any]
+) -> None:
+    kubeconfig = testbed.mint_serviceaccount_kubeconfig(namespace, "nobody")
+    core = client.CoreV1Api(make_kube_client(kubeconfig))
+
+    with pytest.raises(ApiException) as denied:
+        core.list_namespaced_secret(namespace)
+    assert denied.value.status == 403
+    assert "system:serviceaccount:" in denied.value.body
+
+    # The same token works once RBAC allows it: the 403 came from authorization.
+    rbac = client.RbacAuthorizationV1Api(make_kube_client(testbed.kubeconfig))
+    rule = {"apiGroups": [""], "resources": ["secrets"], "verbs": ["list"]}
+    rbac.create_namespaced_role(namespace, {"metadata": {"name": "read"}, "rules": [rule]})
+    role_ref = {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "read"}
+    subject = {"kind": "ServiceAccount", "name": "nobody", "namespace": namespace}
+    binding = {"metadata": {"name": "nobody-reads"}, "roleRef": role_ref, "subjects": [subject]}
+    rbac.create_namespaced_role_binding(namespace, binding)
+    assert core.list_namespaced_secret(namespace).items == []
+
+
+def _git(*args: str, cwd: Path | None = None) -> str:
+    env_args = ["-c", "user.name=Testbed", "-c", "user.email=testbed@example.invalid"]
+    return run(["git", *env_args, *args], cwd=cwd).stdout.strip()
+
+
+def test_git_clone_push_fetch_over_http(git_repo: str, tmp_path: Path) -> None:
+    assert git_repo.startswith("http://127.0.0.1:")
+    writer, reader = tmp_path / "writer", tmp_path / "reader"
+    _git("clone", "--quiet", git_repo, str(writer))
+    (writer / "a.txt").write_text("one\n")
+    _git("add", "a.txt", cwd=writer)
+    _git("commit", "--quiet", "-m", "one", cwd=writer)
+    _git("push", "--quiet", "origin", "HEAD:main", cwd=writer)
+
+    _git("clone", "--quiet", git_repo, str(reader))
+    assert (reader / "a.txt").read_text() == "one\n"
+
+    (writer / "b.bin").write_bytes(secrets.token_bytes(2 * 1024 * 1024))  # a chunked push
+    _git("add", "b.bin", cwd=writer)
+    _git("commit", "--quiet", "-m", "two", cwd=writer)
+    _git("push", "--quiet", "origin", "main", cwd=writer)
+
+    _git("fetch", "--quiet", "origin", cwd=reader)
+    assert _git("rev-parse", "origin/main", cwd=reader) == _git("rev-parse", "HEAD", cwd=writer)
+    assert _git("ls-remote", git_repo, "refs/heads/main").startswith(
+        _git("rev-parse", "HEAD", cwd=writer)
+    )
+
+
+def test_private_git_repo_needs_the_token(git_server: Testbed, tmp_path: Path) -> None:
+    name = f"private-{secrets.token_hex(3)}"
+    url = git_server.create_git_repo(name, private=True)
+    denied = subprocess.run(
+        ["git", "ls-remote", url],
+        capture_output=True,
+        text=True,
+        env={"GIT_TERMINAL_PROMPT": "0", "PATH": "/usr/bin:/bin"},
+        check=False,
+    )
+    assert denied.returncode != 0
+
+    authed = git_server.git_url(name, private=True, with_token=True)
+    _git("clone", "--quiet", authed, str(tmp_path / "c"))
+    _git("commit", "--quiet", "--allow-empty", "-m", "x", cwd=tmp_path / "c")
+    _git("push", "--quiet", "origin", "HEAD:main", cwd=tmp_path / "c")
+    assert "refs/heads/main" in _git("ls-remote", authed)
+
+
+def test_registry_serves_oci_distribution_api(
+    registry: str, publish_chart: Callable[..., str]
+) -> None:
+    version = _sha_version()
+    publish_chart("smoke", version)
+    with urllib.request.urlopen(f"http://{registry}/v2/charts/smoke/tags/list") as response:
+        tags = json.load(response)["tags"]
+    assert version in tags
