@@ -167,6 +167,10 @@ class _Runner:
 
         if action.kind not in ("install", "upgrade") or self.policy.remediation == "none":
             return ""
+        if self.helm.cancel.is_set():
+            # Shutting down: the release is already failed (not pending); the next
+            # leader decides with the whole policy, so leave it for that pass.
+            return "; interrupted by shutdown, remediation left to the next pass"
         try:
             if self.policy.remediation == "rollback" and action.kind == "upgrade":
                 self.helm.rollback(action.release, action.namespace, None, self.policy)

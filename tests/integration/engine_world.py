@@ -18,6 +18,7 @@ from envrepo import EnvRepo
 def helm_spy(real_helm: Path, folder: Path) -> tuple[Path, Path]:
     """A helm wrapper that records each call (start and end) and then runs the real one."""
 
+    folder.mkdir(parents=True, exist_ok=True)
     log = folder / "helm-calls.log"
     spy = folder / "helm"
     spy.write_text(

@@ -1,0 +1,273 @@
+"""`reconciler run` as a daemon on the real testbed: leader election, endpoints, status, shutdown."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from engine_world import World, helm_spy, wait_for
+
+from reconciler.status import status_name
+
+FAST = {"retries": 0, "retryBackoffSeconds": 1, "timeoutSeconds": 60}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+    except urllib.error.URLError:
+        return 0, ""  # not listening yet
+
+
+@contextmanager
+def daemon(
+    world: World, *args: str, name: str = "a", spy: Path | None = None
+) -> Iterator[subprocess.Popen[str]]:
+    env = {**world.env(), "POD_NAME": name}
+    if spy:
+        env["RECONCILER_HELM"] = str(spy)
+    logs = (world.workdir / f"daemon-{name}.log").open("w")
+    process = subprocess.Popen(
+        world.cli_argv("run", "--interval", "0.5", "--log-format", "json", *args),
+        env=env, stdout=subprocess.DEVNULL, stderr=logs, text=True,
+    )  # fmt: skip
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        logs.close()
+
+
+def two_releases(world: World) -> None:
+    for name in ("alpha", "beta"):
+        world.repo.project(name, world.namespace)
+        world.repo.release(world.installation, name, version="0.1.0")
+    world.repo.installation(world.installation, policy=FAST)
+    world.repo.commit("two releases")
+
+
+def lease_holder(world: World) -> str:
+    path = f"/apis/coordination.k8s.io/v1/namespaces/{world.namespace}/leases/reconciler-{world.installation}"
+    try:
+        return str(world.testbed.admin.call("GET", path)["spec"].get("holderIdentity") or "")
+    except Exception:  # the lease does not exist yet
+        return ""
+
+
+def upgrades(log: Path) -> list[str]:
+    return [
+        line.split()[4]
+        for line in log.read_text().splitlines()
+        if line.startswith("start") and " upgrade " in line
+    ]
+
+
+def test_two_reconcilers_one_acts_and_the_other_takes_over(world: World) -> None:
+    two_releases(world)
+    spy_a, log_a = helm_spy(world.testbed.helm_binaries["helm4"], world.workdir / "a")
+    spy_b, log_b = helm_spy(world.testbed.helm_binaries["helm4"], world.workdir / "b")
+    lease = ("--leader-elect", "--lease-duration", "3")
+    with daemon(world, *lease, name="a", spy=spy_a) as first:
+        wait_for(lambda: lease_holder(world) == "a", timeout=30)
+        with daemon(world, *lease, name="b", spy=spy_b):
+            wait_for(lambda: world.releases() == {"alpha": "deployed", "beta": "deployed"})
+            time.sleep(2)
+            assert sorted(upgrades(log_a)) == ["alpha", "beta"]
+            assert upgrades(log_b) == [], "the replica without the lease does not act"
+
+            first.send_signal(signal.SIGKILL)  # no chance to hand the lease back
+            first.wait()
+            killed_at = time.monotonic()
+            world.repo.release(world.installation, "alpha", version="0.2.0")
+            world.repo.commit("alpha moves while a is gone")
+            wait_for(lambda: lease_holder(world) == "b", timeout=30)
+            took = time.monotonic() - killed_at
+            wait_for(lambda: world.latest("alpha")["chart"] == "app-0.2.0", timeout=30)
+            assert upgrades(log_b) == ["alpha"]
+            assert took < 3 + 3, f"takeover took {took:.1f}s, lease duration is 3s"
+    assert sorted(upgrades(log_a)) == ["alpha", "beta"], "each change ran helm once, in one replica"
+
+
+def test_a_reconciler_that_loses_the_lease_stops_acting(world: World) -> None:
+    two_releases(world)
+    with daemon(world, "--leader-elect", "--lease-duration", "3", name="a"):
+        wait_for(lambda: world.releases() == {"alpha": "deployed", "beta": "deployed"})
+        path = f"/apis/coordination.k8s.io/v1/namespaces/{world.namespace}/leases/reconciler-{world.installation}"
+
+        def take_over() -> bool:
+            lease = world.testbed.admin.call("GET", path)
+            lease["spec"] |= {"holderIdentity": "intruder", "leaseDurationSeconds": 3600}
+            status, _ = world.testbed.admin.request("PUT", path, lease)
+            return status == 200  # 409 when the holder renewed in between: try again
+
+        wait_for(take_over, timeout=20)
+        time.sleep(2)
+        world.reset_calls()
+        world.repo.release(world.installation, "alpha", version="0.2.0")
+        world.repo.commit("while someone else holds the lease")
+        time.sleep(4)
+        assert world.helm_calls() == []
+        assert world.latest("alpha")["chart"] == "app-0.1.0"
+
+
+def test_metrics_and_readiness_follow_the_sync(world: World) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with daemon(world, "--listen", f"127.0.0.1:{port}", name="m"):
+        wait_for(lambda: get(f"{base}/healthz")[0] == 200, timeout=30)
+        assert get(f"{base}/readyz")[0] == 503, (
+            "not ready before the first sync (the repo is empty)"
+        )
+        two_releases(world)
+        wait_for(lambda: get(f"{base}/readyz")[0] == 200, timeout=30)
+        wait_for(
+            lambda: (
+                'state="succeeded"' in get(f"{base}/metrics")[1]
+                or 'state="in-sync"' in get(f"{base}/metrics")[1]
+            )
+        )
+        metrics = get(f"{base}/metrics")[1]
+    assert 'reconciler_helm_operations_total{kind="install",result="succeeded"} 2.0' in metrics
+    assert "reconciler_pass_duration_seconds_count" in metrics
+    assert "reconciler_git_fetch_duration_seconds_count" in metrics
+    assert "reconciler_last_success_timestamp_seconds" in metrics
+    assert f'reconciler_revision_info{{revision="{_head(world)}"}} 1.0' in metrics
+
+
+def test_push_webhook_triggers_a_poll_at_once_and_checks_its_signature(world: World) -> None:
+    port = free_port()
+    secret_file = world.workdir / "hook-secret"
+    secret_file.write_text("hook-secret-value")
+    two_releases(world)
+    args = (
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--webhook-secret-file",
+        str(secret_file),
+        "--interval",
+        "300",
+    )
+    with daemon(world, *args, name="w"):
+        wait_for(lambda: world.releases() == {"alpha": "deployed", "beta": "deployed"}, timeout=60)
+        world.repo.release(world.installation, "beta", version="0.2.0")
+        world.repo.commit("beta moves")
+        body = b'{"ref": "refs/heads/main"}'
+        unsigned = urllib.request.Request(
+            f"http://127.0.0.1:{port}/hooks/git", data=body, method="POST"
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(unsigned, timeout=5)
+        assert refused.value.code == 401
+        signature = "sha256=" + hmac.new(b"hook-secret-value", body, hashlib.sha256).hexdigest()
+        signed = urllib.request.Request(
+            f"http://127.0.0.1:{port}/hooks/git",
+            data=body,
+            method="POST",
+            headers={"X-Hub-Signature-256": signature},
+        )
+        sent = time.monotonic()
+        with urllib.request.urlopen(signed, timeout=5) as response:
+            assert response.status == 202
+        wait_for(lambda: world.latest("beta")["chart"] == "app-0.2.0", timeout=20, interval=0.05)
+        latency = time.monotonic() - sent
+    assert latency < 10, f"webhook to upgraded took {latency:.1f}s with a 300s poll interval"
+
+
+def test_status_shows_the_table_after_a_converge_and_after_a_failure(world: World) -> None:
+    two_releases(world)
+    assert world.apply()[0] == 0
+    done = world.cli("status", "--namespace", world.namespace)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[1].split()[:5] == ["RELEASE", "NAMESPACE", "DESIRED", "DEPLOYED", "STATE"]
+    rows = {line.split()[0]: line.split() for line in lines[2:]}
+    assert rows["alpha"][2:5] == ["0.1.0", "0.1.0", "succeeded"]
+
+    world.repo.release(world.installation, "beta", version="0.2.0", values={"broken": True})
+    world.repo.commit("beta breaks")
+    assert world.apply()[0] == 1
+    done = world.cli("status", "--namespace", world.namespace, "-o", "json")
+    assert done.returncode == 1
+    import json
+
+    document = json.loads(done.stdout)
+    by_name = {r["release"]: r for r in document["releases"]}
+    assert by_name["beta"]["state"] == "failed"
+    assert by_name["beta"]["desired"] == "0.2.0"
+    assert "rolled back" in by_name["beta"]["message"]
+    assert by_name["alpha"]["state"] == "in-sync"
+    config_map = world.testbed.admin.call(
+        "GET", f"/api/v1/namespaces/{world.namespace}/configmaps/{status_name(world.installation)}"
+    )
+    assert "status.json" in config_map["data"]
+    events = world.testbed.admin.call("GET", f"/api/v1/namespaces/{world.namespace}/events")[
+        "items"
+    ]
+    assert events == [] or all(e["source"]["component"] == "reconciler" for e in events)
+
+
+def test_events_are_recorded_for_actions_and_failures(world: World) -> None:
+    two_releases(world)
+    with daemon(world, name="e"):
+        wait_for(lambda: world.releases() == {"alpha": "deployed", "beta": "deployed"})
+        world.repo.release(world.installation, "beta", version="0.2.0", values={"broken": True})
+        world.repo.commit("beta breaks")
+
+        def reasons() -> set[str]:
+            items = world.testbed.admin.call("GET", f"/api/v1/namespaces/{world.namespace}/events")[
+                "items"
+            ]
+            return {e["reason"] for e in items}
+
+        wait_for(lambda: {"Installed", "UpgradeFailed"} <= reasons(), timeout=30)
+
+
+def test_sigterm_mid_upgrade_leaves_no_pending_release(world: World) -> None:
+    two_releases(world)
+    assert world.apply()[0] == 0
+    world.repo.installation(
+        world.installation, policy={**FAST, "wait": True, "timeoutSeconds": 300}
+    )
+    world.repo.release(world.installation, "alpha", version="0.1.0", values={"hang": True})
+    world.repo.commit("alpha waits for a Deployment that never becomes ready")
+    with daemon(world, "--shutdown-grace", "2", name="t") as process:
+        wait_for(lambda: world.latest("alpha")["status"] == "pending-upgrade", timeout=60)
+        stopped = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+        took = time.monotonic() - stopped
+    assert process.returncode == 0
+    assert took < 20, f"shutdown took {took:.1f}s"
+    assert world.latest("alpha")["status"] == "failed", (
+        "helm was stopped with SIGTERM, never left pending"
+    )
+
+
+def _head(world: World) -> str:
+    from envrepo import git
+
+    return git(world.repo.root, "rev-parse", "HEAD")
