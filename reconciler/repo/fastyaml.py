@@ -23,8 +23,10 @@ MAX_INDENT_LEVELS = 32
 
 _CHARS = r"[A-Za-z0-9_./~+=@$%^()\-]"
 _KEY = r"[A-Za-z0-9_][A-Za-z0-9_./\-]{0,200}+"
+_BLOCK_CHARS = r"[A-Za-z0-9_./~+=@$%^()\-,]"  # ',' only ends flow collections
 _PLAIN = (
-    rf"(?:[A-Za-z0-9_./~+]|-(?=[A-Za-z0-9_.])){_CHARS}*+(?:{_CHARS}++|:(?=[^ \n])| +(?=[^ #\n]))*+"
+    rf"(?:[A-Za-z0-9_./~+]|-(?=[A-Za-z0-9_.])){_BLOCK_CHARS}*+"
+    rf"(?:{_BLOCK_CHARS}++|:(?=[^ \n])| +(?=[^ #\n]))*+"
 )
 # Inside [...] and {...}: no ':' ',' or brackets in plain scalars, no ',' in quoted ones,
 # so a flow collection on one line splits on ',' without a parser.
@@ -43,7 +45,7 @@ _FLOW = (
 _LINE = re.compile(
     r"( *+(?:#[^\n]*)?\n)"
     rf"|( *+)(- ++)?(?:({_KEY}):(?: ++|(?=\n)))?"
-    rf"(?:({_PLAIN})|\"([ !#-\[\]-~]*+)\"|'([ -&(-~]*+)'|({_FLOW}))?"
+    rf"(?:({_PLAIN})|(\"[ !#-\[\]-~]*+\")|('[ -&(-~]*+')|({_FLOW}))?"
     r"(?: *+(?<= )#[^\n]*)? *+\n"
     r"|([^\n]*\n)"
 )
@@ -107,7 +109,7 @@ class _Parser:
             if value is _NO_VALUE:
                 value = _plain(plain)
         elif double or single:
-            value = double or single
+            value = (double or single)[1:-1]  # quotes captured, so "" is told from nothing
         elif flow:
             value = _flow(flow)
         else:

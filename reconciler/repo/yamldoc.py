@@ -24,6 +24,8 @@ MAX_DEPTH = 64
 TAG_STR = "tag:yaml.org,2002:str"
 TAG_MERGE = "tag:yaml.org,2002:merge"
 TAG_TIMESTAMP = "tag:yaml.org,2002:timestamp"
+TAG_MAP = "tag:yaml.org,2002:map"
+TAG_SEQ = "tag:yaml.org,2002:seq"
 _CONSTRUCTED_TAGS = (
     "tag:yaml.org,2002:null",
     "tag:yaml.org,2002:bool",
@@ -192,6 +194,9 @@ class _Builder:
             raise _Abort(
                 YamlProblem(_line(node), "an alias refers to its own parent (a recursive alias)")
             )
+        if node.tag not in (TAG_MAP, TAG_SEQ):
+            self.problems.append(_unsupported_tag(node))
+            return None
         self._active.add(id(node))
         try:
             if isinstance(node, MappingNode):
@@ -204,13 +209,7 @@ class _Builder:
         try:
             return scalar_value(node.tag, node.value)
         except UnsupportedScalar:
-            self.problems.append(
-                YamlProblem(
-                    _line(node),
-                    f"the YAML tag {node.tag} is not supported here; write a plain value"
-                    " (quote it to make it a string)",
-                )
-            )
+            self.problems.append(_unsupported_tag(node))
         except (ValueError, TypeError) as error:
             self.problems.append(YamlProblem(_line(node), f"invalid value: {error}"))
         return None
@@ -269,6 +268,14 @@ class _Builder:
             )
         )
         return None
+
+
+def _unsupported_tag(node: Node) -> YamlProblem:
+    return YamlProblem(
+        _line(node),
+        f"the YAML tag {node.tag} is not supported here; write plain data"
+        " (quote a value to make it a string)",
+    )
 
 
 _KEY_SHOWN: dict[type, Callable[[Any], str]] = {
