@@ -1,0 +1,89 @@
+"""Flags and wiring shared by the commands that push to the environments repo (`promote`, `mirror`).
+
+Kept apart from `common` so that these commands never import the Kubernetes client.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from reconciler.errors import UsageError
+from reconciler.gitclone import Clone, Identity, Remote
+from reconciler.promote import DEFAULT_AUTHOR, Promoter, RetryPolicy
+from reconciler.source import Credentials
+
+
+def add_push_flags(parser: argparse.ArgumentParser) -> None:
+    env = os.environ.get
+    group = parser.add_argument_group("environments repo")
+    group.add_argument(
+        "--repo",
+        default=env("RECONCILER_REPO"),
+        help="git URL of the environments repo to push to (env RECONCILER_REPO)",
+    )
+    group.add_argument(
+        "--branch", default=env("RECONCILER_BRANCH", "main"), help="branch (default: main)"
+    )
+    group.add_argument(
+        "--token-file",
+        default=env("RECONCILER_GIT_TOKEN_FILE"),
+        help="file holding an HTTPS token with write access (env RECONCILER_GIT_TOKEN_FILE)",
+    )
+    group.add_argument(
+        "--ssh-key", default=env("RECONCILER_GIT_SSH_KEY"), help="SSH private key file"
+    )
+    group.add_argument(
+        "--known-hosts", default=env("RECONCILER_GIT_KNOWN_HOSTS"), help="SSH known_hosts file"
+    )
+    group.add_argument(
+        "--author",
+        default=env("RECONCILER_GIT_AUTHOR"),
+        help=f"commit author as 'Name <email>' (env RECONCILER_GIT_AUTHOR; default: {DEFAULT_AUTHOR})",
+    )
+    group.add_argument(
+        "--max-attempts",
+        type=int,
+        default=30,
+        help="push attempts when other jobs push first (default: 30)",
+    )
+
+
+def read_secret(path: str | None, flag: str) -> str | None:
+    if not path:
+        return None
+    try:
+        value = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as error:
+        raise UsageError(f"{flag} {path}: {error.strerror}") from None
+    if not value:
+        raise UsageError(f"{flag} {path}: the file is empty")
+    return value
+
+
+def remote_from_args(args: argparse.Namespace) -> Remote:
+    if not args.repo:
+        raise UsageError("--repo is required (or set RECONCILER_REPO)")
+    token = read_secret(args.token_file, "--token-file")
+    credentials = Credentials(token=token, ssh_key=args.ssh_key, known_hosts=args.known_hosts)
+    return Remote(args.repo, args.branch, credentials)
+
+
+def promoter_from_args(args: argparse.Namespace, workdir: Path, depth: int | None) -> Promoter:
+    try:
+        author = Identity.parse(args.author) if args.author else DEFAULT_AUTHOR
+    except ValueError as error:
+        raise UsageError(f"--author: {error}") from None
+    if args.max_attempts < 1:
+        raise UsageError("--max-attempts must be at least 1")
+    clone = Clone(remote_from_args(args), workdir / "checkout", depth)
+    return Promoter(clone, author, RetryPolicy(attempts=args.max_attempts))
+
+
+def dump_json(document: Any) -> None:
+    json.dump(document, sys.stdout, indent=2)
+    sys.stdout.write("\n")
