@@ -17,7 +17,7 @@ import pytest
 from testbed import Testbed, TestbedError
 
 CHARTS_DIR = Path(__file__).parent / "charts"
-_STARTUP_KEY = pytest.StashKey[float]()
+_STARTUP_KEY = pytest.StashKey[list[float]]()
 _HELM3_MARK = "helm3"
 TESTBED_FIXTURES = frozenset(
     {"testbed", "namespace", "git_server", "git_repo", "registry", "publish_chart", "helm", "kube"}
@@ -41,10 +41,23 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("helm_binary", names, indirect=True)
 
 
+def _record_startup(config: pytest.Config, seconds: float) -> None:
+    config.stash.setdefault(_STARTUP_KEY, []).append(seconds)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    # Under xdist each worker starts its own testbed; the controller prints them all.
+    seconds = getattr(node, "workeroutput", {}).get("testbed_startup")
+    if seconds is not None:
+        _record_startup(node.config, seconds)
+
+
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    startup = config.stash.get(_STARTUP_KEY, None)
-    if startup is not None:
-        terminalreporter.write_line(f"testbed start-up: {startup:.2f}s")
+    startups = config.stash.get(_STARTUP_KEY, [])
+    if startups:
+        times = ", ".join(f"{s:.2f}s" for s in startups)
+        terminalreporter.write_line(f"testbed start-up: {times}")
 
 
 @pytest.fixture(scope="session")
@@ -61,7 +74,9 @@ def testbed(
     if failure:
         # Never skip: a suite that silently skips its integration tests proves nothing.
         pytest.fail(f"cannot start the testbed: {failure}", pytrace=False)
-    request.config.stash[_STARTUP_KEY] = bed.startup_seconds
+    _record_startup(request.config, bed.startup_seconds)
+    if hasattr(request.config, "workeroutput"):
+        request.config.workeroutput["testbed_startup"] = bed.startup_seconds
     try:
         yield bed
     finally:
