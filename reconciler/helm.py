@@ -106,6 +106,10 @@ class Helm:
                 "--description", description[:DESCRIPTION_LIMIT],
                 "--history-max", str(policy.history_max),
                 "--timeout", f"{policy.timeout_seconds}s",
+                # The API server validates every object it is sent (helm 4's server-side
+                # apply rejects unknown fields; helm 3's client-side check only warns), so
+                # the client-side OpenAPI pass only costs half of helm's CPU time.
+                "--disable-openapi-validation",
                 *self._wait_args(policy.wait),
             ]  # fmt: skip
             self._run(argv, policy.timeout_seconds)

@@ -5,6 +5,7 @@ This module wires the adapters together; the decisions live in `plan`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -15,10 +16,10 @@ from reconciler.errors import ReconcilerError
 from reconciler.execute import Outcome, execute
 from reconciler.helm import Helm
 from reconciler.kube import CONFIGMAPS, SECRETS, Kube
-from reconciler.repo import load_environments
 from reconciler.model import DesiredState, Environments, ValuesFrom
 from reconciler.observe import ReleaseState, read_index, with_detail
 from reconciler.plan import Failure, Key, Options, Plan, plan
+from reconciler.repo import load_environments
 from reconciler.source import GitSource, LocalSource
 from reconciler.status import StatusStore, status_document
 
@@ -193,13 +194,17 @@ class Engine:
         full: bool = False,
         on_outcome: Callable[[Outcome], None] = lambda outcome: None,
         proceed: Callable[[], str] = lambda: "",
+        on_plan: Callable[[Plan], None] = lambda plan: None,
     ) -> PassResult:
         the_plan, observation = self.plan(env, full)
+        on_plan(the_plan)
         outcomes: list[Outcome] = []
         if the_plan.actions:
             outcomes = apply_pass(
                 the_plan, observation, self.helm, self.memory, on_outcome, proceed
             )
+            # The status should say what helm holds now, not what it held before.
+            observation = dataclasses.replace(observation, observed=read_index(self.kube))
         result = PassResult(the_plan, tuple(outcomes))
         self.record(result, observation)
         return result

@@ -28,9 +28,11 @@ def run(args: argparse.Namespace) -> int:
     env = load_revision(wiring.source)
     engine = engine_for(wiring)
     text = args.output == "text"
-    result = engine.apply(env, full=args.full, on_outcome=_progress if text else _quiet)
+    on_plan = common.print_plan if text else _quiet
+    result = engine.apply(
+        env, full=args.full, on_outcome=_progress if text else _quiet, on_plan=on_plan
+    )
     if text:
-        common.print_plan(result.plan)
         _summary(result.outcomes)
     else:
         document = common.plan_json(result.plan)
@@ -46,7 +48,7 @@ def _progress(outcome: Outcome) -> None:
     )
 
 
-def _quiet(outcome: Outcome) -> None:
+def _quiet(item: object) -> None:
     return None
 
 

@@ -1,0 +1,30 @@
+"""Runs every benchmark and prints its figures (`make bench`). Each one asserts nothing:
+the figures, and their ratios to baselines measured in the same run, are the result."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import engine_bench
+import validate_bench
+
+BENCHMARKS: list[tuple[str, Callable[[list[str]], int]]] = [
+    ("validate", validate_bench.main),
+    ("engine", engine_bench.main),
+]
+
+
+def main() -> int:
+    failed = 0
+    for name, bench in BENCHMARKS:
+        print(f"== {name}", flush=True)
+        failed += bench([]) != 0
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
