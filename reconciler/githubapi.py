@@ -126,6 +126,8 @@ class Client:
         reset = response.header("X-RateLimit-Reset")
         if remaining == "0" and reset and reset.isdigit():
             self._not_before = float(reset) + 1
+        elif remaining is not None:
+            self._not_before = 0.0
 
     def _send(
         self, method: str, url: str, body: Mapping[str, Any] | None, etag: str | None

@@ -1,0 +1,284 @@
+"""`reconciler mirror webhook` as a process: GitHub `deployment` deliveries into commits
+on a real git smart-HTTP server."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from reconciler import trailers
+from tests.support.envrepo import (
+    GitServer,
+    Seed,
+    commits,
+    declared_ref,
+    push_seed,
+    read_remote,
+    release_file,
+    sha,
+)
+from tests.support.events import deliver, deployment_event, sign
+
+RECONCILER = str(Path(sys.executable).with_name("reconciler"))
+SECRET = b"webhook-secret-for-tests"
+MAPPING = """\
+apiVersion: reconciler/v1
+kind: DeploymentMapping
+repositories:
+  acme/api:
+    project: api
+    environments:
+      production: [prod-eu, prod-us]
+  acme/web:
+    project: web
+    unlistedEnvironments: reject
+    environments:
+      testing: {selector: {stage: testing}}
+"""
+
+
+@dataclass
+class Receiver:
+    url: str
+    process: subprocess.Popen[str]
+
+    def stop(self) -> str:
+        self.process.send_signal(signal.SIGTERM)
+        _, err = self.process.communicate(timeout=20)
+        return err
+
+
+@pytest.fixture(scope="module")
+def git_http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitServer]:
+    server = GitServer.start(tmp_path_factory.mktemp("git-http"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def env_url(git_http: GitServer, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    url = git_http.create_repo(f"webhook-{request.node.name}")
+    seed = Seed(
+        projects=("api", "web"),
+        installations={
+            "prod-eu": {"stage": "production"},
+            "prod-us": {"stage": "production"},
+            "staging": {"stage": "staging"},
+            "test-1": {"stage": "testing"},
+        },
+        releases={
+            name: {"api": release_file("api", "api", sha(1))} for name in ("prod-eu", "prod-us")
+        },
+    )
+    push_seed(url, tmp_path, seed)
+    return url
+
+
+@pytest.fixture
+def start_receiver(env_url: str, tmp_path: Path) -> Iterator[Callable[..., Receiver]]:
+    (tmp_path / "secret").write_bytes(SECRET + b"\n")
+    (tmp_path / "mapping.yaml").write_text(MAPPING)
+    started: list[Receiver] = []
+
+    def start(*extra: str) -> Receiver:
+        argv = [
+            RECONCILER, "mirror", "webhook", "--listen", "127.0.0.1:0", "--repo", env_url,
+            "--secret-file", str(tmp_path / "secret"), "--mapping", str(tmp_path / "mapping.yaml"),
+            "--log-format", "json", *extra,
+        ]  # fmt: skip
+        process = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+        assert process.stderr
+        for line in process.stderr:
+            entry = json.loads(line)
+            if entry["msg"] == "webhook: listening":
+                receiver = Receiver(f"http://{entry['address']}/", process)
+                started.append(receiver)
+                return receiver
+        raise AssertionError(f"the receiver exited with {process.wait()}")
+
+    yield start
+    for receiver in started:
+        if receiver.process.poll() is None:
+            receiver.stop()
+
+
+def _history(env_url: str, tmp_path: Path) -> list[tuple[str, str]]:
+    return commits(read_remote(env_url, tmp_path))
+
+
+def test_a_signed_deployment_is_promoted_with_its_id(
+    start_receiver: Callable[..., Receiver], env_url: str, tmp_path: Path
+) -> None:
+    receiver = start_receiver()
+
+    status, answer = deliver(receiver.url, deployment_event(101, sha(2), "production"), SECRET)
+
+    assert status == 201, answer
+    assert answer["status"] == "promoted"
+    checkout = read_remote(env_url, tmp_path)
+    head, message = commits(checkout)[-1]
+    assert answer["commit"] == head
+    assert trailers.promotion_of(message) == trailers.Promotion(
+        "api", sha(2), ("prod-eu", "prod-us"), 101, "acme/api"
+    )
+    assert declared_ref(checkout, "prod-eu", "api") == sha(2)
+    assert declared_ref(checkout, "prod-us", "api") == sha(2)
+
+
+def test_a_selector_environment_creates_the_release(
+    start_receiver: Callable[..., Receiver], env_url: str, tmp_path: Path
+) -> None:
+    receiver = start_receiver()
+
+    status, answer = deliver(
+        receiver.url, deployment_event(102, sha(3), "testing", repository="acme/web"), SECRET
+    )
+
+    assert status == 201, answer
+    assert declared_ref(read_remote(env_url, tmp_path), "test-1", "web") == sha(3)
+
+
+@pytest.mark.parametrize(
+    "signature",
+    [None, "", "sha256=" + "0" * 64, "sha1=0123456789abcdef0123456789abcdef01234567"],
+    ids=["missing", "empty", "wrong", "sha1-only"],
+)
+def test_a_bad_or_missing_signature_is_401_and_commits_nothing(
+    start_receiver: Callable[..., Receiver], env_url: str, tmp_path: Path, signature: str | None
+) -> None:
+    receiver = start_receiver()
+    before = _history(env_url, tmp_path)
+
+    status, answer = deliver(
+        receiver.url, deployment_event(103, sha(4), "production"), None, signature=signature
+    )
+
+    assert status == 401
+    assert "X-Hub-Signature-256" in answer["error"]
+    assert _history(env_url, tmp_path) == before
+
+
+def test_a_signature_over_other_bytes_is_rejected(
+    start_receiver: Callable[..., Receiver], env_url: str, tmp_path: Path
+) -> None:
+    receiver = start_receiver()
+    before = _history(env_url, tmp_path)
+    signed = json.dumps(deployment_event(104, sha(4), "production")).encode()
+    tampered = signed.replace(sha(4).encode(), sha(5).encode())
+
+    status, _ = deliver(receiver.url, None, SECRET, raw=tampered, signature=sign(SECRET, signed))
+
+    assert status == 401
+    assert _history(env_url, tmp_path) == before
+
+
+def test_a_redelivery_commits_nothing_new(
+    start_receiver: Callable[..., Receiver], env_url: str, tmp_path: Path
+) -> None:
+    receiver = start_receiver()
+    event = deployment_event(105, sha(6), "production")
+
+    first, _ = deliver(receiver.url, event, SECRET, delivery="d-105")
+    after_first = _history(env_url, tmp_path)
+    again, answer = deliver(receiver.url, event, SECRET, delivery="d-105")
+
+    assert (first, again) == (201, 200)
+    assert answer["status"] == "duplicate"
+    assert _history(env_url, tmp_path) == after_first
+
+
+def test_an_old_deployment_redelivered_after_a_restart_never_rolls_back(
+    start_receiver: Callable[..., Receiver], env_url: str, tmp_path: Path
+) -> None:
+    receiver = start_receiver()  # no state file: only the commit trailers remember
+    assert deliver(receiver.url, deployment_event(106, sha(7), "production"), SECRET)[0] == 201
+    assert deliver(receiver.url, deployment_event(107, sha(8), "production"), SECRET)[0] == 201
+    receiver.stop()
+    before = _history(env_url, tmp_path)
+
+    restarted = start_receiver()
+    status, answer = deliver(restarted.url, deployment_event(106, sha(7), "production"), SECRET)
+
+    assert status == 200, answer
+    assert answer["status"] == "duplicate"
+    assert _history(env_url, tmp_path) == before
+    assert declared_ref(read_remote(env_url, tmp_path), "prod-eu", "api") == sha(8)
+
+
+def test_the_state_file_remembers_deliveries_across_restarts(
+    start_receiver: Callable[..., Receiver], env_url: str, tmp_path: Path
+) -> None:
+    state = tmp_path / "state.json"
+    receiver = start_receiver("--state-file", str(state))
+    event = deployment_event(108, sha(9), "production")
+    assert deliver(receiver.url, event, SECRET, delivery="d-108")[0] == 201
+    receiver.stop()
+    before = _history(env_url, tmp_path)
+
+    restarted = start_receiver("--state-file", str(state))
+    status, answer = deliver(restarted.url, event, SECRET, delivery="d-108")
+
+    assert (status, answer["status"]) == (200, "duplicate")
+    assert "d-108" in json.loads(state.read_text())["deliveries"]
+    assert _history(env_url, tmp_path) == before
+
+
+@pytest.mark.parametrize(
+    ("repository", "environment", "error"),
+    [
+        ("acme/web", "production", "environment 'production' is not in the mapping for acme/web"),
+        ("acme/api", "moon-base", "unknown installation(s): moon-base"),
+        ("acme/other", "production", "repository acme/other is not in the mapping"),
+    ],
+    ids=["unmapped-environment", "no-such-installation", "unmapped-repository"],
+)
+def test_an_unknown_environment_is_a_clear_422_and_commits_nothing(
+    start_receiver: Callable[..., Receiver],
+    env_url: str,
+    tmp_path: Path,
+    repository: str,
+    environment: str,
+    error: str,
+) -> None:
+    receiver = start_receiver()
+    before = _history(env_url, tmp_path)
+
+    status, answer = deliver(
+        receiver.url, deployment_event(109, sha(10), environment, repository=repository), SECRET
+    )
+
+    assert status == 422
+    assert answer["status"] == "rejected"
+    assert error in answer["error"]
+    assert _history(env_url, tmp_path) == before
+
+
+def test_ping_other_events_and_actions_are_acknowledged_without_commits(
+    start_receiver: Callable[..., Receiver], env_url: str, tmp_path: Path
+) -> None:
+    receiver = start_receiver()
+    before = _history(env_url, tmp_path)
+
+    ping = deliver(
+        receiver.url, {"zen": "Keep it logically awesome.", "hook_id": 1}, SECRET, event="ping"
+    )
+    push = deliver(receiver.url, {"ref": "refs/heads/main"}, SECRET, event="push")
+    task = deliver(
+        receiver.url, deployment_event(110, sha(11), "production", task="db:migrate"), SECRET
+    )
+    garbage = deliver(receiver.url, None, SECRET, raw=b"{not json")
+
+    assert ping == (200, {"status": "pong"})
+    assert push[0] == 200
+    assert push[1]["status"] == "ignored"
+    assert task[0] == 200
+    assert task[1]["status"] == "ignored"
+    assert garbage[0] == 400
+    assert _history(env_url, tmp_path) == before
