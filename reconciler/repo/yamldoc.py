@@ -79,10 +79,37 @@ def decode(data: bytes) -> tuple[str | None, YamlProblem | None]:
         )
 
 
+class _Loader(yaml.CSafeLoader):
+    """libyaml with the tag resolution of plain scalars cached.
+
+    libyaml calls back into Python for every node; resolving a plain scalar runs regular
+    expressions, and environment files repeat the same few keys and values thousands of times.
+    """
+
+    _resolved: dict[str, str] = {}
+
+    def resolve(self, kind: type[Node], value: Any, implicit: tuple[bool, bool]) -> Any:
+        if kind is ScalarNode and implicit[0]:
+            tag = self._resolved.get(value)
+            if tag is None:
+                tag = super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
+                if len(self._resolved) > 50_000:
+                    self._resolved.clear()
+                self._resolved[value] = tag
+            return tag
+        return super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
+
+    def descend_resolver(self, current_node: Any, current_index: Any) -> None:
+        pass  # no path resolvers are registered; skip the bookkeeping
+
+    def ascend_resolver(self) -> None:
+        pass
+
+
 def compose(text: str) -> Node | None:
     """The node tree of a single-document stream (C parser); raises yaml.YAMLError."""
 
-    loader = yaml.CSafeLoader(text)
+    loader = _Loader(text)
     try:
         node: Node | None = loader.get_single_node()
     finally:
@@ -178,6 +205,8 @@ class _Builder:
 
     def build(self, node: Node, depth: int) -> Any:
         self._budget -= 1
+        if node.tag == TAG_STR and self._budget >= 0:
+            return node.value  # most nodes: the one case worth a shortcut
         if self._budget < 0:
             raise _Abort(
                 YamlProblem(
