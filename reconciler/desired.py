@@ -106,7 +106,8 @@ def merge_values(layers: Sequence[Values]) -> Values:
 
     merged: Values = {}
     for layer in layers:
-        merged = _merge(merged, layer)
+        if layer:
+            merged = _merge(merged, layer)
     return merged
 
 

@@ -178,6 +178,8 @@ def diff_values(
 ) -> tuple[ValueChange, ...]:
     """Leaf-by-leaf changes (lists count as one leaf); Secret-sourced sides are masked."""
 
+    if _canonical(before) == _canonical(after):
+        return ()
     old, new = dict(leaves(before)), dict(leaves(after))
     changes = []
     for path in sorted(set(old) | set(new)):

@@ -85,7 +85,8 @@ def field_changes(diff: ReleaseDiff) -> list[tuple[str, str, str]]:
 
 def release_summary(diff: ReleaseDiff) -> str:
     if diff.after is not None and diff.before is None:
-        return f"added: {chart_text(diff.after)} (ref {short_ref(diff.after.ref)})"
+        ref = f" (ref {short_ref(diff.after.ref)})" if diff.after.ref else ""
+        return f"added: {chart_text(diff.after)}{ref}"
     if diff.before is not None and diff.after is None:
         return f"removed (was {chart_text(diff.before)})"
     parts = [f"{name} {old} -> {new}" for name, old, new in field_changes(diff)]
@@ -218,7 +219,8 @@ def _release_row(diff: ReleaseDiff) -> str:
 
 def _chart_cell(diff: ReleaseDiff) -> str:
     if diff.before is None and diff.after is not None:
-        return f"{code(diff.after.chart.version)} (ref {code(short_ref(diff.after.ref))})"
+        ref = f" (ref {code(short_ref(diff.after.ref))})" if diff.after.ref else ""
+        return f"{code(diff.after.chart.version)}{ref}"
     if diff.after is None and diff.before is not None:
         return f"was {code(diff.before.chart.version)}"
     changes = [f"{name} {code(old)} → {code(new)}" for name, old, new in field_changes(diff)]
