@@ -40,6 +40,12 @@ class EnvRepo:
         )
         return done.stdout.strip()
 
+    def git_input(self, args: list[str], text: str) -> str:
+        done = subprocess.run(
+            ["git", *args], cwd=self.top, input=text, check=True, capture_output=True, text=True
+        )
+        return done.stdout.strip()
+
     def write(self, rel: str, document: dict[str, Any]) -> None:
         path = self.root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -595,6 +601,24 @@ def test_symlink_inside_the_repo_reads_alike_at_a_commit_and_on_disk(
     assert committed["head"]["ref"] == "HEAD"
     assert on_disk["installations"] == committed["installations"]
     assert sorted(i["name"] for i in committed["installations"]) == ["prod", "staging"]
+
+
+def test_crafted_tree_cannot_write_outside(repo: EnvRepo, tmp_path: Path) -> None:
+    # `git mktree` accepts a tree entry named "..", which no checkout would.
+    blob = repo.git_input(["hash-object", "-w", "--stdin"], "apiVersion: reconciler/v1\n")
+    inner = repo.git_input(["mktree"], f"100644 blob {blob}\tescaped.yaml\n")
+    evil = repo.git_input(["mktree"], f"040000 tree {inner}\t..\n")
+    top = repo.git_input(["mktree"], f"040000 tree {evil}\tprojects\n")
+    commit = repo.git("commit-tree", "-p", "HEAD", "-m", "crafted", top)
+
+    done = cli("diff", "--base", "HEAD", "--head", commit, ".", cwd=repo.root)
+
+    assert done.returncode == 1
+    assert (
+        "refusing to copy unsafe path from the repository: 'projects/../escaped.yaml'"
+        in done.stderr
+    )
+    assert "Traceback" not in done.stderr
 
 
 # --- usage errors -----------------------------------------------------------------
