@@ -23,6 +23,7 @@ MARKDOWN_LIMIT = 60_000
 # Longer tables and name lists are folded into <details>.
 FOLD_AFTER = 10
 INLINE_NAMES = 5
+MAX_PROBLEMS_SHOWN = 100
 
 
 def summary_line(report: DiffReport) -> str:
@@ -253,10 +254,14 @@ def _limit(head: str, body: str) -> str:
 
 
 def render_invalid_markdown(rev: Revision) -> str:
-    problems = "\n".join(html.escape(p.render()) for p in rev.problems)
+    count = len(rev.problems)
+    shown = [html.escape(p.render()) for p in rev.problems[:MAX_PROBLEMS_SHOWN]]
+    if count > MAX_PROBLEMS_SHOWN:
+        shown.append(f"... and {count - MAX_PROBLEMS_SHOWN} more: run `reconciler validate`")
+    listing = "\n".join(shown)
     return (
         "## reconciler diff\n\n"
         f"**The head revision {code(revision_text(rev))} is invalid** "
-        f"({len(rev.problems)} problem{_s(len(rev.problems))}); nothing to compare.\n\n"
-        f"<pre>\n{problems}\n</pre>\n"
+        f"({count} problem{_s(count)}); nothing to compare.\n\n"
+        f"<pre>\n{listing}\n</pre>\n"
     )

@@ -18,7 +18,13 @@ from reconciler.diffing import (
     dotted,
     report_json,
 )
-from reconciler.diffview import MARKDOWN_LIMIT, printable, render_markdown, render_text
+from reconciler.diffview import (
+    MARKDOWN_LIMIT,
+    printable,
+    render_invalid_markdown,
+    render_markdown,
+    render_text,
+)
 from reconciler.errors import Problem
 from reconciler.model import (
     ChartRef,
@@ -205,3 +211,14 @@ def test_invalid_revision_in_json() -> None:
     doc = report_json(build_report(Revision("base"), rev, env({}), env({})))
     assert doc["head"]["valid"] is False
     assert doc["head"]["problems"] == [problem.as_dict()]
+
+
+def test_invalid_head_markdown_is_capped() -> None:
+    problems = tuple(
+        Problem(f"installations/i{i}/installation.yaml", 1, "<bad>") for i in range(3000)
+    )
+    text = render_invalid_markdown(Revision("HEAD", REF_B, problems=problems))
+    assert len(text) < MARKDOWN_LIMIT
+    assert "3000 problems" in text
+    assert "and 2900 more: run `reconciler validate`" in text
+    assert "<bad>" not in text
