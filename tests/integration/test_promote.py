@@ -13,6 +13,9 @@ from pathlib import Path
 import pytest
 
 from reconciler import trailers
+from reconciler.errors import GitError
+from reconciler.gitclone import Clone, PushResult, Remote
+from reconciler.promote import Promoter, Request, RetryPolicy
 from tests.support.envrepo import (
     GitServer,
     Seed,
@@ -299,3 +302,41 @@ def test_concurrent_promotions_of_one_project_keep_every_commit_in_push_order(
     assert last
     assert declared_ref(checkout, "shared", "api") == last.ref
     print(f"\n{CONCURRENT_REFS} concurrent promotions of one project: {seconds:.1f}s")
+
+
+def test_a_push_refused_by_the_server_fails_at_once_with_its_reason(
+    git_http: GitServer, env_url: str, tmp_path: Path
+) -> None:
+    bare = git_http.root / f"{env_url.rsplit('/', 1)[1]}"
+    hook = bare / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\necho 'protected branch: use a pull request' >&2\nexit 1\n")
+    hook.chmod(0o755)
+
+    done = promote(env_url, "-p", "api", "-r", sha(9), "-i", "prod-eu")
+
+    assert done.returncode == 1
+    assert "git push" in done.stderr
+    assert "pre-receive hook declined" in done.stderr
+
+
+class AlwaysLosing(Clone):
+    """A clone whose every push loses the race, as if other jobs always pushed first."""
+
+    def push(self) -> tuple[PushResult, str]:
+        return "rejected", "! HEAD:refs/heads/main [rejected] (fetch first)"
+
+
+def test_lost_races_are_retried_with_backoff_then_reported(env_url: str, tmp_path: Path) -> None:
+    slept: list[float] = []
+    clone = AlwaysLosing(Remote(env_url), tmp_path / "clone")
+    promoter = Promoter(clone, retry=RetryPolicy(attempts=4), sleep=slept.append, rng=lambda: 1.0)
+
+    with pytest.raises(GitError, match="gave up after 4 attempts") as caught:
+        promoter.promote(Request("api", sha(10), installations=("prod-eu",)))
+
+    assert "nothing was force-pushed" in str(caught.value)
+    assert len(slept) == 3
+    policy = RetryPolicy()
+    for attempt, waited in enumerate(slept, start=1):  # exponential, capped
+        assert min(policy.cap_seconds, policy.base_seconds * 2 ** (attempt - 1)) <= waited
+        assert waited <= policy.cap_seconds
