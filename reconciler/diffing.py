@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -98,7 +98,7 @@ class ReleaseDiff:
         return (*fields, "values") if self.values else tuple(fields)
 
 
-_FIELDS: tuple[tuple[str, Any], ...] = (
+_FIELDS: tuple[tuple[str, Callable[[DesiredRelease], object]], ...] = (
     ("project", lambda r: r.project),
     ("chart.repository", lambda r: r.chart.repository),
     ("chart.name", lambda r: r.chart.name),
