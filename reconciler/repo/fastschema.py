@@ -62,7 +62,27 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def _unique(items: list[Any]) -> bool:
-    return all(not _same(items[i], items[j]) for i in range(len(items)) for j in range(i))
+    keys = set()
+    for item in items:
+        key = _scalar_key(item)
+        if key is None:  # a list or mapping: compare pairwise, as JSON equality says
+            return all(not _same(items[i], items[j]) for i in range(len(items)) for j in range(i))
+        keys.add(key)
+    return len(keys) == len(items)
+
+
+def _scalar_key(item: Any) -> tuple[str, Any] | None:
+    """A hashable key equal for JSON-equal scalars (1 and 1.0 alike, true unlike 1)."""
+
+    if isinstance(item, bool):
+        return ("bool", item)
+    if isinstance(item, int | float):
+        return ("number", item)
+    if isinstance(item, str):
+        return ("string", item)
+    if item is None:
+        return ("null", None)
+    return None
 
 
 class _Compiler:

@@ -8,10 +8,14 @@ Three passes: read the tree (tree), parse and schema-check each file on its own
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import yaml
+from yaml.nodes import Node
 
 from reconciler.errors import Problem, UsageError, ValidationError
 from reconciler.model import Environments
@@ -32,6 +36,8 @@ class Analysis:
 
 
 Parsed = tuple[dict[str, Any] | None, list[Problem]]
+# A file broken everywhere (a values list of 10,000 wrong entries) gets a readable report.
+MAX_PROBLEMS_PER_FILE = 20
 
 
 def analyze(root: Path, *, revision: str = "") -> Analysis:
@@ -48,11 +54,11 @@ def analyze(root: Path, *, revision: str = "") -> Analysis:
         if document is not None:
             documents.append(semantics.Document(source, document))
     project_files = [s.stem for s in tree.files if s.kind == "Project"]
-    problems.extend(semantics.check(documents, _locate, project_files))
+    problems.extend(semantics.check(documents, _Locator(), project_files))
     kinds = [s.kind for s in tree.files]
     environments = None if problems else build.environments(documents, revision)
     return Analysis(
-        problems=sorted(problems, key=lambda p: (p.path, p.line or 0, p.message)),
+        problems=_capped(sorted(problems, key=_order)),
         files=len(tree.files),
         projects=kinds.count("Project"),
         installations=len(tree.installations),
@@ -85,16 +91,53 @@ def parse_file(source: SourceFile) -> Parsed:
     if document is None:
         document, yaml_problems = yamldoc.parse(source.data)
         if document is None:
-            path = shown(source.path)
-            return None, [Problem(path, p.line, p.message) for p in yaml_problems]
+            return None, [_problem(source, p.line, p.message) for p in yaml_problems]
     if schemas.is_valid(source.kind, document):
         return document, []
+    locate = _Locator()
+    # Lines for the first problems only: the rest are cut from the report anyway.
     return None, [
-        Problem(shown(source.path), _locate(source, path), message)
-        for path, message in schemas.errors(source.kind, document)
+        _problem(source, locate(source, path) if n < MAX_PROBLEMS_PER_FILE else None, message)
+        for n, (path, message) in enumerate(schemas.errors(source.kind, document))
     ]
 
 
-def _locate(source: SourceFile, path: Sequence[str | int]) -> int | None:
+def _order(problem: Problem) -> tuple[str, bool, int, str]:
+    return (problem.path, problem.line is None, problem.line or 0, problem.message)
+
+
+def _capped(problems: list[Problem]) -> list[Problem]:
+    kept: list[Problem] = []
+    for path, group in itertools.groupby(problems, key=lambda p: p.path):
+        found = list(group)
+        kept.extend(found[:MAX_PROBLEMS_PER_FILE])
+        if len(found) > MAX_PROBLEMS_PER_FILE:
+            more = len(found) - MAX_PROBLEMS_PER_FILE
+            kept.append(Problem(path, None, f"... and {more} more problems in this file"))
+    return kept
+
+
+def _problem(source: SourceFile, line: int | None, message: str) -> Problem:
+    return Problem(shown(source.path), line, shown(message))
+
+
+class _Locator:
+    """Lines of fields, composing each file at most once however many problems it has."""
+
+    def __init__(self) -> None:
+        self._trees: dict[str, Node | None] = {}
+
+    def __call__(self, source: SourceFile, path: Sequence[str | int]) -> int | None:
+        if source.path not in self._trees:
+            self._trees[source.path] = _tree(source)
+        return yamldoc.line_in(self._trees[source.path], path)
+
+
+def _tree(source: SourceFile) -> Node | None:
     text, _ = yamldoc.decode(source.data)
-    return None if text is None else yamldoc.locate(text, path)
+    if text is None:
+        return None
+    try:
+        return yamldoc.compose(text)
+    except yaml.YAMLError:
+        return None

@@ -47,7 +47,7 @@ class _Rules:
 
     def report(self, document: Document, path: Sequence[str | int], message: str) -> None:
         line = self.locate(document.source, path)
-        self.problems.append(Problem(shown(document.source.path), line, message))
+        self.problems.append(Problem(shown(document.source.path), line, shown(message)))
 
     def name_matches_file(self, document: Document) -> None:
         declared = document.data["name"]
@@ -89,7 +89,7 @@ class _Rules:
                 first,
                 ["dependsOn", index],
                 "dependsOn: cycle "
-                + " -> ".join(cycle)
+                + _path_text(cycle)
                 + "; nothing in it could ever be converged first, remove one of these dependencies",
             )
 
@@ -123,30 +123,44 @@ class _Rules:
                 seen[key] = release
 
 
+def _path_text(cycle: list[str]) -> str:
+    if len(cycle) <= 12:
+        return " -> ".join(cycle)
+    return (
+        " -> ".join(cycle[:5]) + f" -> ... ({len(cycle) - 10} more) -> " + " -> ".join(cycle[-5:])
+    )
+
+
 def _did_you_mean(name: str, known: dict[str, Document]) -> str:
     close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
     return f' (did you mean "{close[0]}"?)' if close else ""
 
 
 def _cycles(graph: dict[str, list[str]]) -> list[list[str]]:
-    """One cycle per strongly connected group of projects, as a closed path a -> b -> a."""
+    """Each back edge of a depth-first search as a closed path a -> b -> a.
+
+    Iterative: a chain of thousands of projects must not hit Python's recursion limit.
+    """
 
     cycles: list[list[str]] = []
-    state: dict[str, int] = {}  # 1 on the current path, 2 done
-    path: list[str] = []
-
-    def visit(node: str) -> None:
-        state[node] = 1
-        path.append(node)
-        for nxt in graph[node]:
-            if state.get(nxt) == 1:
+    done: set[str] = set()
+    for start in sorted(graph):
+        if start in done:
+            continue
+        path = [start]
+        on_path = {start}
+        pending = [iter(graph[start])]
+        while pending:
+            nxt = next(pending[-1], None)
+            if nxt is None:
+                pending.pop()
+                finished = path.pop()
+                on_path.discard(finished)
+                done.add(finished)
+            elif nxt in on_path:
                 cycles.append([*path[path.index(nxt) :], nxt])
-            elif nxt not in state:
-                visit(nxt)
-        path.pop()
-        state[node] = 2
-
-    for node in sorted(graph):
-        if node not in state:
-            visit(node)
+            elif nxt not in done:
+                path.append(nxt)
+                on_path.add(nxt)
+                pending.append(iter(graph[nxt]))
     return cycles

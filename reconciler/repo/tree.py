@@ -46,10 +46,11 @@ class Tree:
     installations: list[str] = field(default_factory=list)
 
 
-def shown(path: str) -> str:
-    """A path as it may be printed: file names are untrusted and may hold control characters."""
+def shown(text: str) -> str:
+    """Text as it may be printed: file names and keys are untrusted and may hold control
+    characters (a terminal escape sequence in a file name must not reach the terminal)."""
 
-    return path if path.isprintable() else ascii(path)[1:-1]
+    return text if text.isprintable() else ascii(text)[1:-1]
 
 
 def scan(root: Path) -> Tree:
@@ -77,7 +78,7 @@ class _Scanner:
         self.result = Tree()
 
     def problem(self, path: str, message: str, line: int | None = None) -> None:
-        self.result.problems.append(Problem(shown(path), line, message))
+        self.result.problems.append(Problem(shown(path), line, shown(message)))
 
     def folder_ok(self, relative: str) -> bool:
         path = os.path.join(self.root, relative)

@@ -154,6 +154,12 @@ def locate(text: str, path: Sequence[str | int]) -> int | None:
         node = compose(text)
     except yaml.YAMLError:
         return None
+    return line_in(node, path)
+
+
+def line_in(node: Node | None, path: Sequence[str | int]) -> int | None:
+    """Like `locate`, in a tree composed once for all the problems of a file."""
+
     if node is None:
         return None
     line = _line(node)

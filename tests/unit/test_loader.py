@@ -574,3 +574,38 @@ def test_counts(tree: EnvTree) -> None:
     analysis = analyze(tree.root)
     assert (analysis.projects, analysis.installations, analysis.releases) == (2, 1, 2)
     assert INSTALLATION.startswith("apiVersion")
+
+
+def test_a_long_dependency_chain_and_its_cycle(tree: EnvTree) -> None:
+    for index in range(1500):
+        tree.write(
+            f"projects/p{index}.yaml",
+            PROJECTS["postgres"].replace("name: postgres", f"name: p{index}")
+            + f"dependsOn: [p{(index + 1) % 1500}]\n",
+        )
+    problems = check(tree.root)
+    cycles = [p for p in problems if "dependsOn: cycle" in p.message]
+    assert len(cycles) == 1
+    assert cycles[0].path == "projects/p0.yaml"
+    assert cycles[0].message.startswith(
+        "dependsOn: cycle p0 -> p1 -> p2 -> p3 -> p4 -> ... (1491 more) -> p1496 -> p1497 -> p1498"
+        " -> p1499 -> p0; "
+    )
+
+
+def test_problems_per_file_are_capped(tree: EnvTree) -> None:
+    labels = "".join(f"  key{index}: not valid {index}\n" for index in range(100))
+    tree.write(INST, INSTALLATION.replace("labels:\n", "labels:\n" + labels))
+    problems = [p for p in check(tree.root) if p.path == INST]
+    assert len(problems) == 21
+    assert problems[-1].message == "... and 80 more problems in this file"
+
+
+def test_a_huge_list_is_checked_quickly(tree: EnvTree) -> None:
+    names = "".join(f"  - dependency-{index}\n" for index in range(40_000))
+    tree.write(PROJ, PROJECTS["api"].replace("dependsOn:\n  - postgres\n", "dependsOn:\n" + names))
+    started = time.perf_counter()
+    problems = [p for p in check(tree.root) if p.path == PROJ]
+    assert time.perf_counter() - started < 10
+    assert len(problems) == 21
+    assert problems[0].message.startswith('dependsOn: unknown project "dependency-0"')
