@@ -125,14 +125,9 @@ class Helm:
         self._run(argv, policy.timeout_seconds)
 
     def uninstall(self, name: str, namespace: str, policy: Policy) -> None:
-        argv = [
-            "uninstall",
-            name,
-            "--namespace",
-            namespace,
-            "--timeout",
-            f"{policy.timeout_seconds}s",
-        ]
+        # A failed first install may have left nothing behind: nothing to remove is fine.
+        argv = ["uninstall", name, "--namespace", namespace, "--ignore-not-found"]
+        argv += ["--timeout", f"{policy.timeout_seconds}s"]
         self._run(argv, policy.timeout_seconds)
 
     def _chart_args(self, release: DesiredRelease) -> list[str]:
