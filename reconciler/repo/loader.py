@@ -44,7 +44,8 @@ def analyze(root: Path, *, revision: str = "") -> Analysis:
     """Checks the repo at `root`: every problem, and the model when there is none."""
 
     if not root.is_dir():
-        raise UsageError(f"{root}: no such folder; pass the path of an environments repo")
+        what = "not a folder" if root.exists() else "no such folder"
+        raise UsageError(f"{root}: {what}; pass the path of an environments repo")
     tree = scan(root)
     documents: list[semantics.Document] = []
     problems = list(tree.problems)

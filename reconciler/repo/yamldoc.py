@@ -79,7 +79,11 @@ def decode(data: bytes) -> tuple[str | None, YamlProblem | None]:
         )
 
 
-class _Loader(yaml.CSafeLoader):
+# PyYAML wheels ship libyaml; a build without it still works, only slower.
+_BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_BaseLoader):  # type: ignore[valid-type,misc]
     """libyaml with the tag resolution of plain scalars cached.
 
     libyaml calls back into Python for every node; resolving a plain scalar runs regular
@@ -92,12 +96,12 @@ class _Loader(yaml.CSafeLoader):
         if kind is ScalarNode and implicit[0]:
             tag = self._resolved.get(value)
             if tag is None:
-                tag = super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
+                tag = super().resolve(kind, value, implicit)
                 if len(self._resolved) > 50_000:
                     self._resolved.clear()
                 self._resolved[value] = tag
             return tag
-        return super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
+        return super().resolve(kind, value, implicit)
 
     def descend_resolver(self, current_node: Any, current_index: Any) -> None:
         pass  # no path resolvers are registered; skip the bookkeeping
