@@ -80,8 +80,8 @@ def register(subparsers: Any, name: str, summary: str) -> None:
     )
     poll.add_argument(
         "--since",
-        help="on the first run, mirror deployments created from this time on (ISO 8601;"
-        " default: the time of the first run)",
+        help="for a repository polled the first time, mirror deployments created from this"
+        " time on (ISO 8601; default: now)",
     )
     _shared_flags(poll, state_required=True)
     poll.set_defaults(func=run_poll)
@@ -153,12 +153,12 @@ def run_poll(args: argparse.Namespace) -> int:
         raise UsageError("--state-file is required (or set RECONCILER_MIRROR_STATE_FILE)")
     token = pushing.read_secret(args.github_token_file or args.token_file, "--github-token-file")
     ledger = Ledger.load(args.state_file)
-    if args.since:
-        ledger.since(_iso(args.since))
+    since = _iso(args.since) if args.since else None
     with _workdir(args) as workdir:
         if not 1 <= args.per_page <= 100:
             raise UsageError("--per-page must be between 1 and 100")
-        poller = Poller(Client(args.api_url, token), _mirror(args, workdir), ledger, args.per_page)
+        client = Client(args.api_url, token)
+        poller = Poller(client, _mirror(args, workdir), ledger, args.per_page, since)
         if args.once:
             report = poller.poll_once()
             for failure in report.failed:

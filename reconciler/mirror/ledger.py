@@ -84,14 +84,19 @@ class Ledger:
             self._repo(repository)["etag"] = etag
             self._save()
 
-    def since(self, default: str) -> str:
-        """The creation time before which deployments are never mirrored, fixed on first use."""
+    def since(self, repository: str, default: str) -> str:
+        """The creation time before which a repository's deployments are never mirrored.
+
+        Fixed the first time the repository is polled, so adding a repository to the
+        mapping later does not replay its older deployments.
+        """
 
         with self._lock:
-            if not self._data.get("since"):
-                self._data["since"] = default
+            entry = self._repo(repository)
+            if not entry.get("since"):
+                entry["since"] = default
                 self._save()
-            return str(self._data["since"])
+            return str(entry["since"])
 
     # --- storage ----------------------------------------------------------------------
 

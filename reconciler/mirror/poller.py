@@ -3,7 +3,8 @@
 Per repository in the mapping, one conditional request per poll: GitHub lists
 deployments newest first, so an unchanged first page (304, free against the rate
 limit) means nothing new. Otherwise it reads pages (`Link: rel="next"`) until it
-reaches deployments it has handled, or older than the moment it first started,
+reaches deployments it has handled, or older than the moment it first polled
+that repository,
 and mirrors the new ones oldest first. The ETag is stored only once every new
 deployment was handled, so a failed promotion is retried at the next poll.
 """
@@ -39,6 +40,7 @@ class Poller:
     mirror: Mirror
     ledger: Ledger
     per_page: int = 100
+    since: str | None = None  # for repositories polled the first time; default: now
 
     def poll_once(self) -> PollReport:
         report = PollReport()
@@ -93,7 +95,7 @@ class Poller:
             report.not_modified += 1
             return None
         etag = response.etag
-        since = self.ledger.since(_now())
+        since = self.ledger.since(repository, self.since or _now())
         last_id = self.ledger.last_id(repository)
         fresh: list[Deployment] = []
         for _ in range(MAX_PAGES):

@@ -164,7 +164,7 @@ def test_without_state_only_deployments_from_the_first_run_on_are_mirrored(
 
     assert done.returncode == 0, done.stderr
     assert mirrored_ids(env_url, tmp_path) == []
-    assert json.loads((files / "state.json").read_text())["since"]
+    assert json.loads((files / "state.json").read_text())["repositories"]["acme/api"]["since"]
     fresh = github.add_deployment("acme/api", sha(51), "production", age=-5)
     assert poll(env_url, github, files).returncode == 0
     assert mirrored_ids(env_url, tmp_path) == [fresh["id"]]
@@ -214,9 +214,8 @@ def test_the_poller_waits_for_the_rate_limit_reset_between_pages(
     clone = Clone(Remote(env_url), tmp_path / "clone", depth=None)
     mirror = Mirror(parse_mapping(yaml.safe_load(MAPPING)), Promoter(clone))
     ledger = Ledger(None)
-    ledger.since(LONG_AGO)
 
-    report = Poller(client, mirror, ledger, per_page=2).poll_once()
+    report = Poller(client, mirror, ledger, per_page=2, since=LONG_AGO).poll_once()
 
     assert report.failed == []
     assert len(slept) == 1
@@ -232,10 +231,9 @@ def test_the_poll_loop_keeps_polling_until_stopped(
     client = Client(github.url, github.token)
     clone = Clone(Remote(env_url), tmp_path / "clone", depth=None)
     mirror = Mirror(parse_mapping(yaml.safe_load(MAPPING)), Promoter(clone))
-    ledger = Ledger(None)
-    ledger.since(LONG_AGO)
+    poller = Poller(client, mirror, Ledger(None), since=LONG_AGO)
     stop = threading.Event()
-    loop = threading.Thread(target=Poller(client, mirror, ledger).run, args=(0.05, stop))
+    loop = threading.Thread(target=poller.run, args=(0.05, stop))
 
     loop.start()
     deadline = time.monotonic() + 30
