@@ -8,6 +8,7 @@ The whole tree is validated before each push; an invalid tree is never pushed.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -94,6 +95,9 @@ class RetryPolicy:
 
 @dataclass(frozen=True)
 class _Attempt:
+    """One try: `done` ends the promotion; `unconfirmed` is a push whose transport
+    failed, which may still have landed (the next fetch tells)."""
+
     done: Result | None = None
     unconfirmed: Result | None = None
     detail: str = ""
@@ -140,18 +144,23 @@ class Promoter:
             return _Attempt(done=Result("unchanged", names, changes, None, attempt))
         written = write_changes(root, planned)
         load_environments(root)  # raises ValidationError: an invalid tree is never pushed
+        return self._commit_and_push(
+            request, Result("pushed", names, changes, None, attempt), written
+        )
+
+    def _commit_and_push(self, request: Request, planned: Result, written: list[str]) -> _Attempt:
         promotion = trailers.Promotion(
             request.project,
             request.ref,
-            names,
+            planned.installations,
             request.deployment_id,
             request.deployment_repository,
         )
-        commit = self.clone.commit(
-            written, trailers.commit_message(promotion, written), self.author
+        message = trailers.commit_message(promotion, written)
+        result = dataclasses.replace(
+            planned, commit=self.clone.commit(written, message, self.author)
         )
         outcome, detail = self.clone.push()
-        result = Result("pushed", names, changes, commit, attempt)
         if outcome == "pushed":
             return _Attempt(done=result)
         return _Attempt(unconfirmed=result if outcome == "transient" else None, detail=detail)
