@@ -256,25 +256,20 @@ class _Builder:
     def _mapping(self, node: MappingNode, depth: int) -> dict[str, Any]:
         result: dict[str, Any] = {}
         merged: dict[str, Any] = {}
-        first_seen: dict[str, int] = {}
         for key_node, value_node in node.value:
-            if isinstance(key_node, ScalarNode) and key_node.tag == TAG_MERGE:
+            if key_node.tag == TAG_STR and type(key_node) is ScalarNode:
+                key: str | None = key_node.value  # nearly every key: skip the general path
+            elif key_node.tag == TAG_MERGE and type(key_node) is ScalarNode:
                 merged = self._merge_sources(value_node, depth) | merged
                 continue
-            key = self._key(key_node)
+            else:
+                key = self._key(key_node)
             value = self.build(value_node, depth + 1)
             if key is None:
                 continue
-            if key in first_seen:
-                self.problems.append(
-                    YamlProblem(
-                        _line(key_node),
-                        f'duplicate key "{key}" (first at line {first_seen[key]}); YAML would'
-                        " silently keep only the last one, so remove one of them",
-                    )
-                )
+            if key in result:
+                self.problems.append(_duplicate(node, key_node, key))
                 continue
-            first_seen[key] = _line(key_node)
             result[key] = value
         return merged | result if merged else result
 
@@ -289,16 +284,18 @@ class _Builder:
                 )
                 continue
             built = self.build(source, depth + 1)
-            merged.update(built)
+            if isinstance(built, dict):  # None when the source itself is a problem
+                merged.update(built)
         return merged
 
     def _key(self, node: Node) -> str | None:
         if not isinstance(node, ScalarNode):
             self.problems.append(YamlProblem(_line(node), "a mapping key must be a plain string"))
             return None
+        reported = len(self.problems)
         value = self._scalar(node)
-        if isinstance(value, str):
-            return value
+        if isinstance(value, str) or len(self.problems) > reported:
+            return value if isinstance(value, str) else None
         shown = _KEY_SHOWN.get(type(value), lambda v: repr(v))(value)
         self.problems.append(
             YamlProblem(
@@ -307,6 +304,15 @@ class _Builder:
             )
         )
         return None
+
+
+def _duplicate(mapping: MappingNode, key_node: Node, key: str) -> YamlProblem:
+    first = next(k for k, _ in mapping.value if isinstance(k, ScalarNode) and k.value == key)
+    return YamlProblem(
+        _line(key_node),
+        f'duplicate key "{key}" (first at line {_line(first)}); YAML would silently keep only'
+        " the last one, so remove one of them",
+    )
 
 
 def _unsupported_tag(node: Node) -> YamlProblem:

@@ -609,3 +609,22 @@ def test_a_huge_list_is_checked_quickly(tree: EnvTree) -> None:
     assert time.perf_counter() - started < 10
     assert len(problems) == 21
     assert problems[0].message.startswith('dependsOn: unknown project "dependency-0"')
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        "  <<: !!set {a}\n",
+        "  <<: [1, 2]\n",
+        "  <<: *missing\n",
+        "  ? [complex, key]\n  : 1\n",
+        "  !!binary aGVsbG8=: 1\n",
+        "  a: !!omap [{b: 1}]\n",
+    ],
+)
+def test_odd_yaml_is_a_problem_not_a_crash(tree: EnvTree, values: str) -> None:
+    tree.write(API, RELEASES["api"].replace("values:\n  replicas: 2\n", "values:\n" + values))
+    problems = check(tree.root)
+    assert {p.path for p in problems} == {API}, problems
+    assert problems[0].line in (6, 7, 8)
+    assert not any("read as null" in p.message for p in problems)
