@@ -39,7 +39,7 @@ def register(subparsers: Any, name: str, summary: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    analysis = analyze(args.path)
+    analysis = analyze(args.path, model=False)
     if args.output == "json":
         json.dump(as_json(analysis), sys.stdout, indent=2)
         sys.stdout.write("\n")

@@ -40,8 +40,9 @@ Parsed = tuple[dict[str, Any] | None, list[Problem]]
 MAX_PROBLEMS_PER_FILE = 20
 
 
-def analyze(root: Path, *, revision: str = "") -> Analysis:
-    """Checks the repo at `root`: every problem, and the model when there is none."""
+def analyze(root: Path, *, revision: str = "", model: bool = True) -> Analysis:
+    """Checks the repo at `root`: every problem, and the model when there is none
+    (unless `model` is False: `validate` only needs the problems)."""
 
     if not root.is_dir():
         what = "not a folder" if root.exists() else "no such folder"
@@ -57,7 +58,7 @@ def analyze(root: Path, *, revision: str = "") -> Analysis:
     project_files = [s.stem for s in tree.files if s.kind == "Project"]
     problems.extend(semantics.check(documents, _Locator(), project_files))
     kinds = [s.kind for s in tree.files]
-    environments = None if problems else build.environments(documents, revision)
+    environments = None if problems or not model else build.environments(documents, revision)
     return Analysis(
         problems=_capped(sorted(problems, key=_order)),
         files=len(tree.files),
