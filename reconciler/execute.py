@@ -71,11 +71,12 @@ def execute(
     mask: Masker = lambda text: text,
     on_outcome: Callable[[Outcome], None] = lambda outcome: None,
     proceed: Callable[[], str] = lambda: "",
+    latest_revision: Callable[[str, str], int | None] | None = None,
 ) -> list[Outcome]:
     """Run every job; `proceed` returns a reason to start no further job (shutdown, lost lease)."""
 
     jobs = jobs_of(plan.actions)
-    runner = _Runner(helm, policy, plan, mask)
+    runner = _Runner(helm, policy, plan, mask, latest_revision)
     outcomes: dict[Key, Outcome] = {}
     pending = {job.key: job for job in jobs}
     running: dict[Future[Outcome], Job] = {}
@@ -125,11 +126,19 @@ def _skipped(job: Job, why: str) -> Outcome:
 
 
 class _Runner:
-    def __init__(self, helm: Helm, policy: Policy, plan: Plan, mask: Masker) -> None:
+    def __init__(
+        self,
+        helm: Helm,
+        policy: Policy,
+        plan: Plan,
+        mask: Masker,
+        latest_revision: Callable[[str, str], int | None] | None,
+    ) -> None:
         self.helm = helm
         self.policy = policy
         self.plan = plan
         self.mask = mask
+        self.latest_revision = latest_revision
 
     def run(self, job: Job) -> Outcome:
         started = time.monotonic()
@@ -171,11 +180,27 @@ class _Runner:
             # Shutting down: the release is already failed (not pending); the next
             # leader decides with the whole policy, so leave it for that pass.
             return "; interrupted by shutdown, remediation left to the next pass"
+        if not self._recorded_a_revision(action):
+            # Failed before helm stored anything (chart not found, template error):
+            # the release is as it was, and rolling back would move it further.
+            return "; helm recorded no new revision, nothing to remediate"
         try:
             if self.policy.remediation == "rollback" and action.kind == "upgrade":
-                self.helm.rollback(action.release, action.namespace, None, self.policy)
-                return "; rolled back to the previous revision"
+                self.helm.rollback(action.release, action.namespace, action.revision, self.policy)
+                target = (
+                    f"revision {action.revision}" if action.revision else "the previous revision"
+                )
+                return f"; rolled back to {target}"
             self.helm.uninstall(action.release, action.namespace, self.policy)
             return "; uninstalled (remediation)"
         except ReconcilerError as error:
             return f"; remediation failed too: {self.mask(str(error))}"
+
+    def _recorded_a_revision(self, action: Action) -> bool:
+        if self.latest_revision is None:
+            return True
+        try:
+            latest = self.latest_revision(action.namespace, action.release)
+        except ReconcilerError:
+            return True  # cannot tell: remediate as the policy says
+        return latest is not None and latest > (action.revision or 0)

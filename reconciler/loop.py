@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from reconciler import log
+from reconciler.deployments import DeploymentReporter
 from reconciler.errors import ReconcilerError, ValidationError
 from reconciler.execute import Outcome
 from reconciler.model import Environments
@@ -83,12 +84,14 @@ class Loop:
         settings: LoopSettings,
         leadership: Leadership | None = None,
         observer: Observer | None = None,
+        deployments: DeploymentReporter | None = None,
     ) -> None:
         self.engine = engine
         self.source = source
         self.settings = settings
         self.leadership = leadership or _Always()
         self.observer = observer or _Quiet()
+        self.deployments = deployments
         self.state = LoopState()
         self.stop = threading.Event()
         self.wake = threading.Event()
@@ -130,6 +133,8 @@ class Loop:
         if full:
             self._next_resync = time.monotonic() + self.settings.resync_interval
         self._report(result, full, time.monotonic() - started)
+        if self.deployments:
+            self.deployments.settle(self.state.good, result)
         return not result.failed
 
     def _proceed(self) -> str:
@@ -153,10 +158,22 @@ class Loop:
             return
         finally:
             self.observer.fetched(time.monotonic() - started)
+        previous = self.state.good.revision if self.state.good else ""
         self.state.head = head
         self.state.good = env
         self.state.synced = True
         log.info("new revision", revision=env.revision)
+        self._track_deployments(previous, env.revision)
+
+    def _track_deployments(self, previous: str, revision: str) -> None:
+        if self.deployments is None or self.deployments.config is None:
+            return
+        if not isinstance(self.source, GitSource) or not self.leadership.is_leader:
+            return
+        try:
+            self.deployments.track(self.source.messages_since(previous, revision))
+        except ReconcilerError as error:
+            log.warning("cannot read the new commits for deployment statuses", error=str(error))
 
     def _refuse(self, head: str, error: ValidationError) -> None:
         self.state.invalid_head = head

@@ -7,8 +7,6 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from reconciler.execute import Outcome
 from reconciler.reconcile import PassResult
 
-STATE_VALUES = ("in-sync", "succeeded", "failed", "skipped", "held")
-
 
 class Metrics:
     def __init__(self) -> None:
@@ -64,22 +62,8 @@ class Metrics:
         self.revision.clear()
         self.revision.labels(result.plan.revision).set(1)
         self.release_state.clear()
-        for key, state in release_states(result).items():
-            self.release_state.labels(key[0], key[1], state).set(1)
+        for key, state in result.states().items():
+            self.release_state.labels(key[0], key[1], state.split(":")[0]).set(1)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
-
-
-def release_states(result: PassResult) -> dict[tuple[str, str], str]:
-    """Each declared release's state after a pass: its outcome, its hold, or in sync."""
-
-    states: dict[tuple[str, str], str] = {}
-    plan = result.plan
-    for key in plan.in_sync:
-        states[key] = "in-sync"
-    for hold in plan.held:
-        states[(hold.namespace, hold.release)] = "held"
-    for outcome in result.outcomes:
-        states[outcome.key] = outcome.result
-    return states

@@ -97,6 +97,19 @@ def read_index(
     return {key: _state_of(key, revisions) for key, revisions in by_release.items()}
 
 
+def latest_revision(kube: Kube, namespace: str, name: str) -> int | None:
+    """The highest revision helm holds for one release, or None when it holds none."""
+
+    numbers = [
+        int(labels["version"])
+        for item in kube.list_items(
+            SECRETS.path(namespace), f"owner=helm,name={name}", metadata_only=True
+        )
+        if (labels := (item.get("metadata") or {}).get("labels") or {}).get("version", "").isdigit()
+    ]
+    return max(numbers, default=None)
+
+
 def with_detail(kube: Kube, state: ReleaseState) -> ReleaseState:
     """The same state with its latest revision decoded (one GET)."""
 

@@ -27,7 +27,9 @@ class Action:
     """One helm operation on one release.
 
     `unlock` clears a stale pending-* revision: a rollback to `revision`, or an
-    uninstall when no earlier revision can be rolled back to.
+    uninstall when no earlier revision can be rolled back to. For `install` and
+    `upgrade`, `revision` is the latest one before the action: remediation rolls
+    back to it only if helm recorded a newer one.
     """
 
     kind: ActionKind
@@ -139,7 +141,7 @@ def _plan_release(
         drift = _drift(release, state)
         if not drift:
             return None
-        return [_action("upgrade", release, f"drifted in the cluster: {drift}")]
+        return [_action("upgrade", release, f"drifted in the cluster: {drift}", latest.number)]
     return _unless_given_up(
         release, state, policy, now, failure, options, "upgrade", _why(release, state)
     )
@@ -173,7 +175,7 @@ def _unless_given_up(
                 f"{kind} failed {attempts} time(s); retry {attempts}/{policy.retries} in {wait}s",
             )
         why = f"{why} (retry {attempts}/{policy.retries})"
-    return [_action(kind, release, why)]
+    return [_action(kind, release, why, state.latest.number if state else None)]
 
 
 def _stale_pending(
@@ -332,8 +334,10 @@ def topological(releases: Sequence[DesiredRelease]) -> list[DesiredRelease]:
     return ordered
 
 
-def _action(kind: ActionKind, release: DesiredRelease, reason: str) -> Action:
-    return Action(kind, release.name, release.namespace, reason, release)
+def _action(
+    kind: ActionKind, release: DesiredRelease, reason: str, revision: int | None = None
+) -> Action:
+    return Action(kind, release.name, release.namespace, reason, release, revision)
 
 
 def _acting(actions: Sequence[Action]) -> set[str]:

@@ -17,7 +17,7 @@ from reconciler.execute import Outcome, execute
 from reconciler.helm import Helm
 from reconciler.kube import CONFIGMAPS, SECRETS, Kube
 from reconciler.model import DesiredState, Environments, ValuesFrom
-from reconciler.observe import ReleaseState, read_index, with_detail
+from reconciler.observe import ReleaseState, latest_revision, read_index, with_detail
 from reconciler.plan import Failure, Key, Options, Plan, plan
 from reconciler.repo import load_environments
 from reconciler.source import GitSource, LocalSource
@@ -122,12 +122,19 @@ def apply_pass(
     memory: Memory,
     on_outcome: Callable[[Outcome], None] = lambda outcome: None,
     proceed: Callable[[], str] = lambda: "",
+    kube: Kube | None = None,
 ) -> list[Outcome]:
     def record(outcome: Outcome) -> None:
         memory.record(outcome, datetime.now(UTC))
         on_outcome(outcome)
 
-    return execute(the_plan, helm, observation.desired.policy, observation.mask, record, proceed)
+    def probe(namespace: str, name: str) -> int | None:
+        return latest_revision(kube, namespace, name) if kube else None
+
+    policy = observation.desired.policy
+    return execute(
+        the_plan, helm, policy, observation.mask, record, proceed, probe if kube else None
+    )
 
 
 def _secret_strings(values: ClusterValues) -> frozenset[str]:
@@ -149,6 +156,16 @@ class PassResult:
     @property
     def failed(self) -> tuple[Outcome, ...]:
         return tuple(o for o in self.outcomes if o.result != "succeeded")
+
+    def states(self) -> dict[Key, str]:
+        """Each release's state after the pass: in-sync, succeeded, failed, skipped, or held: <reason>."""
+
+        states: dict[Key, str] = dict.fromkeys(self.plan.in_sync, "in-sync")
+        for hold in self.plan.held:
+            states[(hold.namespace, hold.release)] = f"held: {hold.reason}"
+        for outcome in self.outcomes:
+            states[outcome.key] = outcome.result
+        return states
 
 
 class Engine:
@@ -201,7 +218,7 @@ class Engine:
         outcomes: list[Outcome] = []
         if the_plan.actions:
             outcomes = apply_pass(
-                the_plan, observation, self.helm, self.memory, on_outcome, proceed
+                the_plan, observation, self.helm, self.memory, on_outcome, proceed, self.kube
             )
             # The status should say what helm holds now, not what it held before.
             observation = dataclasses.replace(observation, observed=read_index(self.kube))

@@ -22,6 +22,7 @@ import git
 
 from reconciler.errors import GitError
 
+DEEPEN_STEPS, DEEPEN_BY = 5, 20  # look back at most 100 commits for deployment trailers
 USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
 
 
@@ -105,6 +106,33 @@ class GitSource:
                 self._fetch()
             repo = git.Repo(self.checkout)
             return repo.head.commit.hexsha, self.checkout
+
+    def messages_since(self, old: str, new: str) -> list[str]:
+        """Commit messages after `old` up to `new`, oldest first.
+
+        The clone is shallow, so history is deepened a step at a time until `old`
+        is found; without `old` (or past the limit) only `new`'s own message.
+        """
+
+        repo = git.Repo(self.checkout)
+        env = self.credentials.environment()
+        try:
+            with repo.git.custom_environment(**env):
+                found = bool(old) and self._deepen_to(repo, old)
+                span = [f"{old}..{new}"] if found else ["-1", new]
+                out = str(repo.git.log("--reverse", "--format=%B%x00", *span))
+        except git.GitCommandError as error:
+            raise self._error("log", error) from None
+        return [message.strip() for message in out.split("\x00") if message.strip()]
+
+    def _deepen_to(self, repo: git.Repo, commit: str) -> bool:
+        for _ in range(DEEPEN_STEPS):
+            try:
+                repo.git.cat_file("-e", f"{commit}^{{commit}}")
+                return True
+            except git.GitCommandError:
+                repo.git.fetch("--deepen", str(DEEPEN_BY), "--no-tags", "origin", self.branch)
+        return False
 
     def _clone(self) -> None:
         env = self.credentials.environment()

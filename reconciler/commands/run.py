@@ -15,9 +15,11 @@ from typing import Any
 from reconciler import log
 from reconciler.commands import common
 from reconciler.commands.engine import STATUS_NAMESPACE, engine_for
+from reconciler.deployments import DeploymentReporter
 from reconciler.errors import UsageError
 from reconciler.events import EventRecorder
 from reconciler.execute import Outcome
+from reconciler.github import GitHubConfig
 from reconciler.leader import LeaderElector, LeaseSettings
 from reconciler.loop import Loop, LoopSettings
 from reconciler.metrics import Metrics
@@ -34,7 +36,9 @@ def register(subparsers: Any, name: str, summary: str) -> None:
         help=summary,
         description=summary
         + ". Each poll asks the git server for the branch head first and fetches only when it moved; "
-        "a local folder is watched for changes instead. Stops cleanly on SIGTERM.",
+        "a local folder is watched for changes instead. Stops cleanly on SIGTERM. With "
+        "RECONCILER_GITHUB_TOKEN_FILE set, posts GitHub Deployment statuses for promotion commits "
+        "that carry a Deployment-Id trailer (RECONCILER_GITHUB_API_URL for GitHub Enterprise).",
     )
     common.add_source_flags(parser)
     common.add_cluster_flags(parser)
@@ -121,7 +125,8 @@ def run(args: argparse.Namespace) -> int:
     settings = LoopSettings(
         interval=args.interval, resync_interval=args.resync_interval, once=args.once
     )
-    loop = Loop(engine, wiring.source, settings, elector, Reporter(metrics, events))
+    deployments = DeploymentReporter(wiring.installation, GitHubConfig.from_env())
+    loop = Loop(engine, wiring.source, settings, elector, Reporter(metrics, events), deployments)
     server = _serve(args, loop, metrics) if args.listen else None
     _stop_on_signals(loop, engine, args.shutdown_grace)
     threads = []

@@ -13,6 +13,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from engine_world import World, helm_spy, wait_for
@@ -40,9 +41,13 @@ def get(url: str) -> tuple[int, str]:
 
 @contextmanager
 def daemon(
-    world: World, *args: str, name: str = "a", spy: Path | None = None
+    world: World,
+    *args: str,
+    name: str = "a",
+    spy: Path | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[subprocess.Popen[str]]:
-    env = {**world.env(), "POD_NAME": name}
+    env = {**world.env(), "POD_NAME": name, **(extra_env or {})}
     if spy:
         env["RECONCILER_HELM"] = str(spy)
     logs = (world.workdir / f"daemon-{name}.log").open("w")
@@ -271,3 +276,42 @@ def _head(world: World) -> str:
     from envrepo import git
 
     return git(world.repo.root, "rev-parse", "HEAD")
+
+
+def test_deployment_statuses_follow_the_converge(world: World, publish_chart: Any) -> None:
+    from tests.support.fakegithub import FakeGitHub
+
+    good, bad = "a1" * 20, "b2" * 20
+    publish_chart("app", f"1.0.0-g{good[:7]}")  # the bad ref's chart is never published
+    world.repo.project("alpha", world.namespace, version_template="1.0.0-g{ref:7}")
+    world.repo.release(world.installation, "alpha", ref="c3" * 20)
+    world.repo.installation(world.installation, policy=FAST)
+    publish_chart("app", "1.0.0-gc3c3c3c")
+    world.repo.commit("alpha")
+    github = FakeGitHub().start()
+    token_file = world.workdir / "github-token"
+    token_file.write_text(github.token)
+    world_env = {
+        "RECONCILER_GITHUB_TOKEN_FILE": str(token_file),
+        "RECONCILER_GITHUB_API_URL": github.url,
+    }
+    try:
+        with daemon(world, name="g", extra_env=world_env):
+            wait_for(lambda: world.releases() == {"alpha": "deployed"})
+            for sha in (good, bad):
+                deployment = github.add_deployment("acme/alpha", sha, world.installation)
+                done = world.cli(
+                    "promote", "-p", "alpha", "-r", sha, "-i", world.installation,
+                    "--deployment-id", str(deployment["id"]), "--deployment-repo", "acme/alpha",
+                )  # fmt: skip
+                assert done.returncode == 0, done.stderr
+                expected = ["in_progress", "success" if sha == good else "failure"]
+                wait_for(
+                    lambda d=deployment, e=expected: (
+                        [s["state"] for s in github.statuses.get(d["id"], [])] == e
+                    ),
+                    timeout=30,
+                )
+    finally:
+        github.stop()
+    assert world.latest("alpha")["chart"] == f"app-1.0.0-g{good[:7]}"

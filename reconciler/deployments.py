@@ -1,0 +1,78 @@
+"""GitHub Deployment statuses from the reconcile loop.
+
+Each new environments revision may bring promotion commits that answer a
+GitHub Deployment (a `Deployment-Id` trailer). The reporter posts
+`in_progress` when it first sees one for this installation, then `success`
+once every release of the promoted project is in sync, or `failure` once one
+of them failed or was given up on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from reconciler import trailers
+from reconciler.desired import desired_state
+from reconciler.github import GitHubConfig, State, report_deployment
+from reconciler.model import Environments
+from reconciler.reconcile import PassResult
+
+# The planner gives up on a release with this reason; retries still to come are not final.
+GAVE_UP = "waiting for a change to this release"
+
+
+@dataclass
+class DeploymentReporter:
+    installation: str
+    config: GitHubConfig | None
+    pending: list[tuple[str, trailers.Promotion]] = field(default_factory=list)
+
+    def track(self, messages: Iterable[str]) -> None:
+        """Commit messages new in this revision; promotions to this installation start `in_progress`."""
+
+        if self.config is None:
+            return
+        for message in messages:
+            promotion = trailers.promotion_of(message)
+            if promotion is None or promotion.deployment_id is None:
+                continue
+            if promotion.installations and self.installation not in promotion.installations:
+                continue
+            # A newer promotion of the same project supersedes an older one still pending.
+            self.pending = [(m, p) for m, p in self.pending if p.project != promotion.project]
+            self.pending.append((message, promotion))
+            self._post(
+                message, "in_progress", f"reconciling {promotion.project} in {self.installation}"
+            )
+
+    def settle(self, env: Environments, result: PassResult) -> None:
+        """After a pass: post the final status of every promotion whose releases are decided."""
+
+        if not self.pending:
+            return
+        states = result.states()
+        releases = desired_state(env, self.installation).releases
+        still: list[tuple[str, trailers.Promotion]] = []
+        for message, promotion in self.pending:
+            keys = [(r.namespace, r.name) for r in releases if r.project == promotion.project]
+            verdict = _verdict([states.get(key, "") for key in keys])
+            if verdict is None:
+                still.append((message, promotion))
+                continue
+            state, text = verdict
+            self._post(message, state, f"{promotion.project} {text} in {self.installation}")
+        self.pending = still
+
+    def _post(self, message: str, state: State, description: str) -> None:
+        report_deployment(message, state, description, self.config, installation=self.installation)
+
+
+def _verdict(states: list[str]) -> tuple[State, str] | None:
+    if not states:
+        return None
+    if any(s == "failed" or (s.startswith("held:") and GAVE_UP in s) for s in states):
+        return "failure", "failed"
+    if all(s in ("in-sync", "succeeded") for s in states):
+        return "success", "converged"
+    return None
