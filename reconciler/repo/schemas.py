@@ -125,7 +125,8 @@ def _explain(kind: Kind, error: SchemaError) -> Iterator[tuple[JsonPath, str]]:
         for missing in value:
             if missing not in instance:
                 where = "" if not path else f" in {name}"
-                yield path, f'missing required field "{missing}"{where}'
+                about = _first_sentence(schema.get("properties", {}).get(missing, {}))
+                yield path, f'missing required field "{missing}"{where}: add it{about}'
     elif keyword == "oneOf" and not path and kind == "Release":
         has = "both" if "ref" in instance and "version" in instance else "neither"
         yield (
@@ -153,6 +154,12 @@ def _explain(kind: Kind, error: SchemaError) -> Iterator[tuple[JsonPath, str]]:
         yield path, f'{name}: "{instance}" is not a valid Kubernetes label key'
     else:
         yield path, f"{name}: {error.message}"
+
+
+def _first_sentence(field: Mapping[str, Any]) -> str:
+    description = str(field.get("description", ""))
+    sentence = description.split(". ")[0].rstrip(".")
+    return f" ({sentence[0].lower()}{sentence[1:]})" if sentence else ""
 
 
 def _hint(kind: Kind, path: JsonPath) -> str | None:
