@@ -10,6 +10,7 @@ Prints figures; asserts nothing.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -23,8 +24,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT)]
-
-import contextlib
 
 from reconciler.source import GitSource  # noqa: E402
 from testbed import Testbed  # noqa: E402
