@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reconciler.commands.gitflags import add_credential_flags, credentials_from_args
 from reconciler.errors import UsageError
 from reconciler.execute import Outcome
 from reconciler.helm import Helm
 from reconciler.kube import Kube, in_cluster, in_cluster_kubeconfig
 from reconciler.plan import Options, Plan
-from reconciler.source import Credentials, GitSource, LocalSource, open_source
+from reconciler.source import GitSource, LocalSource, open_source
 
 
 def add_source_flags(parser: argparse.ArgumentParser) -> None:
@@ -37,17 +38,7 @@ def add_source_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--workdir", type=Path, help="where to keep the clone (default: a temporary folder)"
     )
-    group.add_argument(
-        "--token-file",
-        default=env("RECONCILER_GIT_TOKEN_FILE"),
-        help="file holding an HTTPS token for the git server (env RECONCILER_GIT_TOKEN_FILE)",
-    )
-    group.add_argument(
-        "--ssh-key", default=env("RECONCILER_GIT_SSH_KEY"), help="SSH private key file"
-    )
-    group.add_argument(
-        "--known-hosts", default=env("RECONCILER_GIT_KNOWN_HOSTS"), help="SSH known_hosts file"
-    )
+    add_credential_flags(group, "file holding an HTTPS token for the git server")
 
 
 def add_cluster_flags(parser: argparse.ArgumentParser) -> None:
@@ -120,9 +111,7 @@ class Wiring:
 def wiring(args: argparse.Namespace) -> Wiring:
     if not args.installation:
         raise UsageError("--installation is required (or set RECONCILER_INSTALLATION)")
-    token = _read_token(args.token_file)
-    credentials = Credentials(token=token, ssh_key=args.ssh_key, known_hosts=args.known_hosts)
-    source = open_source(args.repo, args.branch, args.workdir, credentials)
+    source = open_source(args.repo, args.branch, args.workdir, credentials_from_args(args))
     if isinstance(source, LocalSource) and not source.path.is_dir():
         raise UsageError(f"--repo {args.repo}: no such folder (give a git URL or a folder)")
     kube, kubeconfig = connect(args.kubeconfig, args.context)
@@ -136,15 +125,6 @@ def connect(kubeconfig: str | None, context: str | None) -> tuple[Kube, str | No
     if not kubeconfig and in_cluster():
         kubeconfig = in_cluster_kubeconfig(Path(tempfile.mkdtemp(prefix="reconciler-kube-")))
     return Kube.connect(kubeconfig, context), kubeconfig
-
-
-def _read_token(path: str | None) -> str | None:
-    if not path:
-        return None
-    try:
-        return Path(path).read_text(encoding="utf-8").strip()
-    except OSError as error:
-        raise UsageError(f"--token-file {path}: {error.strerror}") from None
 
 
 def plan_rows(the_plan: Plan) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ from typing import Any
 
 from reconciler import log
 from reconciler.commands import pushing
+from reconciler.commands.gitflags import read_secret
 from reconciler.errors import UsageError
 from reconciler.githubapi import DEFAULT_API_URL, Client
 from reconciler.mirror.core import Mirror
@@ -128,7 +129,7 @@ def _listen(text: str) -> tuple[str, int]:
 
 def run_webhook(args: argparse.Namespace) -> int:
     log.setup(args.log_format)
-    secret = pushing.read_secret(args.secret_file, "--secret-file")
+    secret = read_secret(args.secret_file, "--secret-file")
     if not secret:
         raise UsageError("--secret-file is required (or set RECONCILER_WEBHOOK_SECRET_FILE)")
     with _workdir(args) as workdir:
@@ -151,7 +152,7 @@ def run_poll(args: argparse.Namespace) -> int:
     log.setup(args.log_format)
     if not args.state_file:
         raise UsageError("--state-file is required (or set RECONCILER_MIRROR_STATE_FILE)")
-    token = pushing.read_secret(args.github_token_file or args.token_file, "--github-token-file")
+    token = read_secret(args.github_token_file or args.token_file, "--github-token-file")
     ledger = Ledger.load(args.state_file)
     since = _iso(args.since) if args.since else None
     with _workdir(args) as workdir:

@@ -12,10 +12,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from reconciler.commands.gitflags import add_credential_flags, credentials_from_args
 from reconciler.errors import UsageError
 from reconciler.gitclone import Clone, Identity, Remote
 from reconciler.promote import DEFAULT_AUTHOR, Promoter, RetryPolicy
-from reconciler.source import Credentials
 
 
 def add_push_flags(parser: argparse.ArgumentParser) -> None:
@@ -29,17 +29,7 @@ def add_push_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--branch", default=env("RECONCILER_BRANCH", "main"), help="branch (default: main)"
     )
-    group.add_argument(
-        "--token-file",
-        default=env("RECONCILER_GIT_TOKEN_FILE"),
-        help="file holding an HTTPS token with write access (env RECONCILER_GIT_TOKEN_FILE)",
-    )
-    group.add_argument(
-        "--ssh-key", default=env("RECONCILER_GIT_SSH_KEY"), help="SSH private key file"
-    )
-    group.add_argument(
-        "--known-hosts", default=env("RECONCILER_GIT_KNOWN_HOSTS"), help="SSH known_hosts file"
-    )
+    add_credential_flags(group, "file holding an HTTPS token with write access")
     group.add_argument(
         "--author",
         default=env("RECONCILER_GIT_AUTHOR"),
@@ -53,24 +43,10 @@ def add_push_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def read_secret(path: str | None, flag: str) -> str | None:
-    if not path:
-        return None
-    try:
-        value = Path(path).read_text(encoding="utf-8").strip()
-    except OSError as error:
-        raise UsageError(f"{flag} {path}: {error.strerror}") from None
-    if not value:
-        raise UsageError(f"{flag} {path}: the file is empty")
-    return value
-
-
 def remote_from_args(args: argparse.Namespace) -> Remote:
     if not args.repo:
         raise UsageError("--repo is required (or set RECONCILER_REPO)")
-    token = read_secret(args.token_file, "--token-file")
-    credentials = Credentials(token=token, ssh_key=args.ssh_key, known_hosts=args.known_hosts)
-    return Remote(args.repo, args.branch, credentials)
+    return Remote(args.repo, args.branch, credentials_from_args(args))
 
 
 def promoter_from_args(args: argparse.Namespace, workdir: Path, depth: int | None) -> Promoter:

@@ -8,15 +8,14 @@ import signal
 import socket
 import threading
 import time
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from reconciler import log
 from reconciler.commands import common
 from reconciler.commands.engine import STATUS_NAMESPACE, engine_for
+from reconciler.commands.gitflags import read_secret
 from reconciler.deployments import DeploymentReporter
-from reconciler.errors import UsageError
 from reconciler.events import EventRecorder
 from reconciler.execute import Outcome
 from reconciler.github import GitHubConfig
@@ -167,7 +166,7 @@ def _elector(args: argparse.Namespace, engine: Engine, metrics: Metrics) -> Lead
 
 
 def _serve(args: argparse.Namespace, loop: Loop, metrics: Metrics) -> Any:
-    secret = _read_secret(args.webhook_secret_file) if args.webhook_secret_file else None
+    secret = read_secret(args.webhook_secret_file, "--webhook-secret-file")
     endpoints = Endpoints(
         healthy=lambda: (
             time.monotonic() - loop.state.heartbeat < max(HEALTHY_WITHIN, args.interval * 3)
@@ -175,16 +174,9 @@ def _serve(args: argparse.Namespace, loop: Loop, metrics: Metrics) -> Any:
         ready=lambda: loop.state.synced,
         metrics=metrics.render,
         wake=loop.wake,
-        webhook_secret=secret,
+        webhook_secret=secret.encode() if secret else None,
     )
     return serve(args.listen, endpoints)
-
-
-def _read_secret(path: str) -> bytes:
-    try:
-        return Path(path).read_bytes().strip()
-    except OSError as error:
-        raise UsageError(f"--webhook-secret-file {path}: {error.strerror}") from None
 
 
 def _stop_on_signals(loop: Loop, engine: Engine, grace: float) -> None:

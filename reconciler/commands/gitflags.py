@@ -1,0 +1,47 @@
+"""Git credential flags, shared by the commands that read and those that push.
+
+Free of Kubernetes imports, so `promote` and `mirror` stay light.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from reconciler.errors import UsageError
+from reconciler.source import Credentials
+
+
+def add_credential_flags(group: argparse._ArgumentGroup, token_help: str) -> None:
+    env = os.environ.get
+    group.add_argument(
+        "--token-file",
+        default=env("RECONCILER_GIT_TOKEN_FILE"),
+        help=f"{token_help} (env RECONCILER_GIT_TOKEN_FILE)",
+    )
+    group.add_argument(
+        "--ssh-key", default=env("RECONCILER_GIT_SSH_KEY"), help="SSH private key file"
+    )
+    group.add_argument(
+        "--known-hosts", default=env("RECONCILER_GIT_KNOWN_HOSTS"), help="SSH known_hosts file"
+    )
+
+
+def credentials_from_args(args: argparse.Namespace) -> Credentials:
+    token = read_secret(args.token_file, "--token-file")
+    return Credentials(token=token, ssh_key=args.ssh_key, known_hosts=args.known_hosts)
+
+
+def read_secret(path: str | None, flag: str) -> str | None:
+    """A credential from a file; a missing or empty file is a usage error."""
+
+    if not path:
+        return None
+    try:
+        value = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as error:
+        raise UsageError(f"{flag} {path}: {error.strerror}") from None
+    if not value:
+        raise UsageError(f"{flag} {path}: the file is empty")
+    return value
