@@ -22,6 +22,7 @@ from reconciler.github import GitHubConfig
 from reconciler.leader import LeaderElector, LeaseSettings
 from reconciler.loop import Loop, LoopSettings
 from reconciler.metrics import Metrics
+from reconciler.notify import Notifier
 from reconciler.reconcile import Engine, PassResult
 from reconciler.server import Endpoints, serve
 
@@ -87,15 +88,29 @@ def register(subparsers: Any, name: str, summary: str) -> None:
         help="act only while holding the Lease reconciler-<installation> (env RECONCILER_LEADER_ELECT)",
     )
     daemon.add_argument("--lease-duration", type=float, default=15.0, help="seconds (default 15)")
+    daemon.add_argument(
+        "--notify-url-file",
+        default=env("RECONCILER_NOTIFY_URL_FILE"),
+        help="file holding a Slack-compatible webhook URL; each pass that acted is posted there",
+    )
+    daemon.add_argument(
+        "--notify-failures-only",
+        action="store_true",
+        default=env("RECONCILER_NOTIFY_FAILURES_ONLY", "") in ("1", "true"),
+        help="notify only about passes with a failure",
+    )
     parser.set_defaults(func=run)
 
 
 class Reporter:
     """Metrics and Events for the loop."""
 
-    def __init__(self, metrics: Metrics, events: EventRecorder | None) -> None:
+    def __init__(
+        self, metrics: Metrics, events: EventRecorder | None, notifier: Notifier | None = None
+    ) -> None:
         self.metrics = metrics
         self.events = events
+        self.notifier = notifier
 
     def outcome(self, outcome: Outcome) -> None:
         self.metrics.observe_outcome(outcome)
@@ -104,6 +119,8 @@ class Reporter:
 
     def passed(self, result: PassResult, seconds: float, full: bool) -> None:
         self.metrics.observe_pass(result, seconds, full, time.time())
+        if self.notifier:
+            self.notifier.passed(result)
 
     def fetched(self, seconds: float) -> None:
         self.metrics.git_fetch.observe(seconds)
@@ -125,7 +142,10 @@ def run(args: argparse.Namespace) -> int:
         interval=args.interval, resync_interval=args.resync_interval, once=args.once
     )
     deployments = DeploymentReporter(wiring.installation, GitHubConfig.from_env())
-    loop = Loop(engine, wiring.source, settings, elector, Reporter(metrics, events), deployments)
+    url = read_secret(args.notify_url_file, "--notify-url-file")
+    notifier = Notifier(url, wiring.installation, args.notify_failures_only) if url else None
+    reporter = Reporter(metrics, events, notifier)
+    loop = Loop(engine, wiring.source, settings, elector, reporter, deployments)
     server = _serve(args, loop, metrics) if args.listen else None
     _stop_on_signals(loop, engine, args.shutdown_grace)
     threads = []

@@ -315,3 +315,64 @@ def test_deployment_statuses_follow_the_converge(world: World, publish_chart: An
     finally:
         github.stop()
     assert world.latest("alpha")["chart"] == f"app-1.0.0-g{good[:7]}"
+
+
+class _Inbox:
+    """A local HTTP endpoint that keeps what is posted to it (a Slack-style webhook)."""
+
+    def __init__(self) -> None:
+        import http.server
+        import json
+        import threading
+
+        inbox = self
+        self.messages: list[dict[str, Any]] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers["Content-Length"])
+                inbox.messages.append(json.loads(self.rfile.read(length)))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+
+def test_notifications_summarize_passes_that_acted(world: World) -> None:
+    inbox = _Inbox()
+    url_file = world.workdir / "notify-url"
+    url_file.write_text(inbox.url)
+    two_releases(world)
+    try:
+        with daemon(world, "--notify-url-file", str(url_file), name="n"):
+            wait_for(lambda: len(inbox.messages) >= 1, timeout=60)
+            world.repo.release(world.installation, "beta", version="0.2.0", values={"broken": True})
+            world.repo.commit("beta breaks")
+            wait_for(lambda: len(inbox.messages) >= 2, timeout=60)
+            time.sleep(2)
+    finally:
+        inbox.server.shutdown()
+    first, second = inbox.messages[0]["text"], inbox.messages[1]["text"]
+    assert first.startswith(f":white_check_mark: {world.installation} at ")
+    assert "2 succeeded, 0 failed" in first
+    assert second.startswith(":x:")
+    assert "upgrade" in second
+    assert "beta: failed:" in second
+    assert len(inbox.messages) == 2, "quiet passes send nothing"
+
+
+def test_a_local_folder_is_watched_and_converged_within_a_second_or_two(world: World) -> None:
+    two_releases(world)
+    with daemon(world, "--repo", str(world.repo.root), "--interval", "300", name="f"):
+        wait_for(lambda: world.releases() == {"alpha": "deployed", "beta": "deployed"}, timeout=60)
+        time.sleep(1)
+        world.repo.release(world.installation, "alpha", version="0.2.0")
+        changed = time.monotonic()
+        wait_for(lambda: world.latest("alpha")["chart"] == "app-0.2.0", timeout=20, interval=0.05)
+        latency = time.monotonic() - changed
+    assert latency < 5, f"file change to upgraded took {latency:.1f}s with a 300s poll interval"
