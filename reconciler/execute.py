@@ -7,6 +7,7 @@ A failure stays with its release and its dependents.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -72,11 +73,12 @@ def execute(
     on_outcome: Callable[[Outcome], None] = lambda outcome: None,
     proceed: Callable[[], str] = lambda: "",
     latest_revision: Callable[[str, str], int | None] | None = None,
+    ensure_namespace: Callable[[str], None] = lambda name: None,
 ) -> list[Outcome]:
     """Run every job; `proceed` returns a reason to start no further job (shutdown, lost lease)."""
 
     jobs = jobs_of(plan.actions)
-    runner = _Runner(helm, policy, plan, mask, latest_revision)
+    runner = _Runner(helm, policy, plan, mask, latest_revision, _once_each(ensure_namespace))
     outcomes: dict[Key, Outcome] = {}
     pending = {job.key: job for job in jobs}
     running: dict[Future[Outcome], Job] = {}
@@ -84,7 +86,7 @@ def execute(
         while pending or running:
             for job in _ready(pending, outcomes, jobs):
                 del pending[job.key]
-                blocker = _failed_dependency(job, outcomes, jobs)
+                blocker = _failed_dependency(job, outcomes)
                 stopping = proceed()
                 if blocker or stopping:
                     why = f"dependency {blocker} did not converge" if blocker else stopping
@@ -112,7 +114,23 @@ def _ready(pending: dict[Key, Job], outcomes: dict[Key, Outcome], jobs: Iterable
     ]
 
 
-def _failed_dependency(job: Job, outcomes: dict[Key, Outcome], jobs: Iterable[Job]) -> str:
+def _once_each(call: Callable[[str], None]) -> Callable[[str], None]:
+    """`call` at most once per argument (per pass), however many threads ask."""
+
+    done: set[str] = set()
+    lock = threading.Lock()
+
+    def once(name: str) -> None:
+        with lock:
+            if name in done:
+                return
+            call(name)
+            done.add(name)
+
+    return once
+
+
+def _failed_dependency(job: Job, outcomes: dict[Key, Outcome]) -> str:
     by_release = {key[1]: outcome for key, outcome in outcomes.items()}
     failed = sorted(
         d for d in job.depends_on if d in by_release and by_release[d].result != "succeeded"
@@ -133,12 +151,14 @@ class _Runner:
         plan: Plan,
         mask: Masker,
         latest_revision: Callable[[str, str], int | None] | None,
+        ensure_namespace: Callable[[str], None],
     ) -> None:
         self.helm = helm
         self.policy = policy
         self.plan = plan
         self.mask = mask
         self.latest_revision = latest_revision
+        self.ensure_namespace = ensure_namespace
 
     def run(self, job: Job) -> Outcome:
         started = time.monotonic()
@@ -160,11 +180,14 @@ class _Runner:
         )  # fmt: skip
 
     def _step(self, action: Action) -> None:
+        if action.kind == "install":
+            self.ensure_namespace(action.namespace)
         if action.kind in ("install", "upgrade"):
             assert action.desired is not None
             description = f"reconciler {self.plan.revision[:12]}: {action.reason}"
+            fresh = action.kind == "install" and action.revision is None
             self.helm.upgrade_install(
-                action.desired, self.plan.installation, self.policy, description
+                action.desired, self.plan.installation, self.policy, description, fresh
             )
         elif action.kind == "unlock" and action.revision:
             self.helm.rollback(action.release, action.namespace, action.revision, self.policy)

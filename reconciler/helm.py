@@ -95,16 +95,24 @@ class Helm:
         installation: str,
         policy: Policy,
         description: str,
+        fresh: bool = False,
     ) -> None:
+        """`helm upgrade --install`; `helm install` when helm holds no history for the
+        release at all, which skips the history lookup (a tenth of the CPU)."""
+
+        command = ["install"] if fresh else ["upgrade", "--install"]
+        history = [] if fresh else ["--history-max", str(policy.history_max)]
         with _values_file(release.values) as values_path:
             argv = [
-                "upgrade", "--install", release.name, *self._chart_args(release),
+                *command, release.name, *self._chart_args(release),
                 "--version", release.chart.version,
-                "--namespace", release.namespace, "--create-namespace",
+                # The reconciler creates missing namespaces itself, once per pass:
+                # helm's --create-namespace doubles the CPU time of every install.
+                "--namespace", release.namespace,
                 "--values", str(values_path),
                 "--labels", self._labels(installation, release.digest),
                 "--description", description[:DESCRIPTION_LIMIT],
-                "--history-max", str(policy.history_max),
+                *history,
                 "--timeout", f"{policy.timeout_seconds}s",
                 # The API server validates every object it is sent (helm 4's server-side
                 # apply rejects unknown fields; helm 3's client-side check only warns), so

@@ -185,6 +185,19 @@ class Kube:
         return url, headers
 
 
+def ensure_namespace(kube: Kube, name: str) -> None:
+    """Create the namespace unless it exists (an existing one needs no create right)."""
+
+    if kube.get(NAMESPACES.path(name=name)) is not None:
+        return
+    body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+    try:
+        kube.request("POST", NAMESPACES.path(), body=body)
+    except KubeError as error:
+        if error.status != 409:  # created by someone else in between
+            raise
+
+
 def in_cluster() -> bool:
     return bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
 

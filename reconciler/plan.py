@@ -7,6 +7,7 @@ the reason), or in sync.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -110,7 +111,8 @@ def plan(
             blocked.add(release.name)
             held.append(step)
         elif step:
-            actions.extend(_with_dependencies(step, release, blocked_or_acting=_acting(actions)))
+            acting = {a.release for a in actions}
+            actions.extend(_with_dependencies(step, release, acting))
         else:
             in_sync.append(key)
     prune_actions, prune_holds = _prune(desired, observed, options)
@@ -340,19 +342,13 @@ def _action(
     return Action(kind, release.name, release.namespace, reason, release, revision)
 
 
-def _acting(actions: Sequence[Action]) -> set[str]:
-    return {a.release for a in actions}
-
-
 def _with_dependencies(
-    steps: list[Action], release: DesiredRelease, blocked_or_acting: set[str]
+    steps: list[Action], release: DesiredRelease, acting: set[str]
 ) -> list[Action]:
     """Only dependencies that act in this pass are worth waiting for."""
 
-    deps = tuple(d for d in release.depends_on if d in blocked_or_acting)
-    return [
-        Action(s.kind, s.release, s.namespace, s.reason, s.desired, s.revision, deps) for s in steps
-    ]
+    deps = tuple(d for d in release.depends_on if d in acting)
+    return [dataclasses.replace(step, depends_on=deps) for step in steps]
 
 
 def _waiting(deps: Sequence[str]) -> str:

@@ -15,7 +15,7 @@ from reconciler.desired import ClusterValues, cluster_values_from_data, desired_
 from reconciler.errors import ReconcilerError
 from reconciler.execute import Outcome, execute
 from reconciler.helm import Helm
-from reconciler.kube import CONFIGMAPS, SECRETS, Kube
+from reconciler.kube import CONFIGMAPS, SECRETS, Kube, ensure_namespace
 from reconciler.model import DesiredState, Environments, ValuesFrom
 from reconciler.observe import ReleaseState, latest_revision, read_index, with_detail
 from reconciler.plan import Failure, Key, Options, Plan, plan
@@ -131,9 +131,20 @@ def apply_pass(
     def probe(namespace: str, name: str) -> int | None:
         return latest_revision(kube, namespace, name) if kube else None
 
+    def namespace(name: str) -> None:
+        if kube:
+            ensure_namespace(kube, name)
+
     policy = observation.desired.policy
     return execute(
-        the_plan, helm, policy, observation.mask, record, proceed, probe if kube else None
+        the_plan,
+        helm,
+        policy,
+        observation.mask,
+        record,
+        proceed,
+        probe if kube else None,
+        namespace,
     )
 
 

@@ -121,6 +121,17 @@ class World:
         return {r["name"]: r["status"] for r in json.loads(out)}
 
 
+def written_release(args: str) -> str | None:
+    """The release a helm call installs or upgrades (`install X ...`, `upgrade --install X ...`)."""
+
+    words = args.split()
+    if words[:2] == ["upgrade", "--install"]:
+        return words[2]
+    if words[:1] == ["install"]:
+        return words[1]
+    return None
+
+
 def wait_for(predicate: Any, timeout: float = 60, interval: float = 0.2) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -139,4 +150,4 @@ def kube_json(testbed: Any, method: str, path: str, body: Any = None) -> Any:
     )
 
 
-__all__ = ["World", "helm_spy", "kube_json", "os", "wait_for"]
+__all__ = ["World", "helm_spy", "kube_json", "os", "wait_for", "written_release"]

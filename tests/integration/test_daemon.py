@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from engine_world import World, helm_spy, wait_for
+from engine_world import World, helm_spy, wait_for, written_release
 
 from reconciler.status import status_name
 
@@ -84,10 +84,12 @@ def lease_holder(world: World) -> str:
 
 
 def upgrades(log: Path) -> list[str]:
+    """Releases a replica's helm installed or upgraded."""
+
     return [
-        line.split()[4]
+        name
         for line in log.read_text().splitlines()
-        if line.startswith("start") and " upgrade " in line
+        if line.startswith("start") and (name := written_release(line.split(" ", 2)[2]))
     ]
 
 

@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 import pytest
-from engine_world import World, wait_for
+from engine_world import World, wait_for, written_release
 
 FAST_RETRY = {"retries": 0, "retryBackoffSeconds": 1, "timeoutSeconds": 60}
 
@@ -24,7 +24,9 @@ def three_releases(world: World, policy: dict[str, Any] | None = None) -> str:
 
 
 def upgrades(calls: list[str]) -> list[str]:
-    return [c.split()[2] for c in calls if c.startswith("upgrade --install")]
+    """Releases that helm installed or upgraded, in call order."""
+
+    return [name for call in calls if (name := written_release(call))]
 
 
 @pytest.mark.helm3
@@ -347,9 +349,9 @@ def test_depends_on_orders_helm_calls(world: World) -> None:
     repo.commit("a chain")
     assert world.apply()[0] == 0
     events = [
-        (kind, stamp, args.split()[2])
+        (kind, stamp, name)
         for kind, stamp, args in world.helm_events()
-        if args.startswith("upgrade")
+        if (name := written_release(args))
     ]
     started = {name: stamp for kind, stamp, name in events if kind == "start"}
     ended = {name: stamp for kind, stamp, name in events if kind == "end"}
