@@ -71,6 +71,10 @@ class Helm:
         env = dict(os.environ)
         if kubeconfig:
             env["KUBECONFIG"] = kubeconfig
+        # A helm process lives for a second or so: collecting garbage before its heap
+        # reaches GOMEMLIMIT is wasted work (a fifth of its CPU time for small charts).
+        env.setdefault("GOGC", "off")
+        env.setdefault("GOMEMLIMIT", "256MiB")
         try:
             out = proc.run([path, "version", "--template", "{{.Version}}"], env=env, timeout=30)
         except CommandError as error:

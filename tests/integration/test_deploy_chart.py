@@ -110,8 +110,8 @@ def test_deployment_runs_two_leader_elected_replicas_with_probes(
     assert env["RECONCILER_INSTALLATION"] == INSTALLATION
     assert env["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     assert env["RECONCILER_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
-    assert container["resources"]["limits"]["memory"] == "256Mi"
-    assert container["resources"]["requests"]["memory"] == "128Mi"
+    assert container["resources"]["limits"]["memory"] == "512Mi"
+    assert container["resources"]["requests"]["memory"] == "256Mi"
 
 
 def test_pod_is_locked_down_with_writable_scratch_only(render: Callable[..., Objects]) -> None:
