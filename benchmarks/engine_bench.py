@@ -161,11 +161,11 @@ def daemon_peak_rss(bed: Testbed, chart_repo: str, count: int, work: Path) -> No
     with log.open("w") as sink:
         daemon = subprocess.Popen(
             [sys.executable, "-m", "reconciler", "run", "--repo", url, "-i", "memory", "--interval", "1",
-             "--log-format", "json"],
+             "--resync-interval", "3", "--log-format", "json"],
             env=env, stdout=subprocess.DEVNULL, stderr=sink,
         )  # fmt: skip
         converged = _wait_for_log(log, '"pass done"', timeout=1800)
-        time.sleep(5)  # a few no-op polls after the converge
+        time.sleep(8)  # no-op polls, and full resyncs that decode every release
         peak_kib = _peak_rss_kib(daemon.pid)
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(timeout=120)
