@@ -76,9 +76,10 @@ class Kube:
                     config_file=kubeconfig, context=context, client_configuration=configuration
                 )
             except (ConfigException, OSError) as error:
+                where = kubeconfig or "~/.kube/config"
                 raise KubeError(
-                    f"cannot load Kubernetes credentials: {error}; "
-                    "pass --kubeconfig or run inside a Pod with a service account"
+                    f"cannot load Kubernetes credentials from {where}: {error}; "
+                    "pass --kubeconfig FILE (or set KUBECONFIG), or run inside a Pod"
                 ) from error
             return client.ApiClient(configuration)
 
