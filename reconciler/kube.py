@@ -56,11 +56,9 @@ class Kube:
     def __init__(
         self,
         api_client: client.ApiClient,
-        identity: str = "",
         reload: Callable[[], client.ApiClient] | None = None,
     ) -> None:
         self._api = api_client
-        self.identity = identity
         self._reload = reload
         self._lock = threading.Lock()
         self.calls = 0
@@ -83,7 +81,7 @@ class Kube:
                 ) from error
             return client.ApiClient(configuration)
 
-        return cls(load(), f"kubeconfig {kubeconfig or '~/.kube/config'}", load)
+        return cls(load(), load)
 
     def request(
         self,

@@ -13,7 +13,7 @@ import binascii
 import gzip
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -77,23 +77,16 @@ class ReleaseState:
         return (self.namespace, self.name)
 
 
-def read_index(
-    kube: Kube, namespaces: Iterable[str] | None = None
-) -> dict[tuple[str, str], ReleaseState]:
-    """Every Helm release visible to us, keyed by (namespace, name), without decoding any.
+def read_index(kube: Kube) -> dict[tuple[str, str], ReleaseState]:
+    """Every Helm release in the cluster, keyed by (namespace, name), without decoding any:
+    one cluster-wide metadata-only LIST."""
 
-    With `namespaces`, one LIST per namespace (for service accounts that may
-    not list Secrets cluster-wide); otherwise one cluster-wide LIST.
-    """
-
-    paths = [SECRETS.path(ns) for ns in sorted(set(namespaces))] if namespaces else [SECRETS.path()]
     by_release: dict[tuple[str, str], list[tuple[Revision, Mapping[str, str]]]] = defaultdict(list)
-    for path in paths:
-        for item in kube.list_items(path, SELECTOR, metadata_only=True):
-            parsed = _revision_of(item.get("metadata") or {})
-            if parsed:
-                key, revision, labels = parsed
-                by_release[key].append((revision, labels))
+    for item in kube.list_items(SECRETS.path(), SELECTOR, metadata_only=True):
+        parsed = _revision_of(item.get("metadata") or {})
+        if parsed:
+            key, revision, labels = parsed
+            by_release[key].append((revision, labels))
     return {key: _state_of(key, revisions) for key, revisions in by_release.items()}
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from reconciler.errors import KubeError
 from reconciler.execute import Outcome
-from reconciler.kube import CONFIGMAPS, NAMESPACES, Kube
+from reconciler.kube import CONFIGMAPS, Kube, ensure_namespace
 from reconciler.model import DesiredState
 from reconciler.observe import ReleaseState
 from reconciler.plan import Failure, Key, Plan
@@ -72,12 +72,7 @@ class StatusStore:
         except KubeError as error:
             if error.status != 404:
                 raise
-            namespace = {
-                "apiVersion": "v1",
-                "kind": "Namespace",
-                "metadata": {"name": self.namespace},
-            }
-            self.kube.request("POST", NAMESPACES.path(), body=namespace)
+            ensure_namespace(self.kube, self.namespace)
             self.kube.request("POST", CONFIGMAPS.path(self.namespace), body=body)
 
 

@@ -7,26 +7,17 @@ import sys
 from typing import Any
 
 from reconciler.commands import common
-from reconciler.commands.engine import engine_for, load_revision
+from reconciler.commands.engine import register_engine_command, start
 from reconciler.execute import Outcome
 
 
 def register(subparsers: Any, name: str, summary: str) -> None:
-    parser = subparsers.add_parser(
-        name,
-        help=summary,
-        description=summary + ". Exit codes: 0 converged, 1 a release failed or an error.",
-    )
-    common.add_source_flags(parser)
-    common.add_cluster_flags(parser)
-    common.add_output_flag(parser)
-    parser.set_defaults(func=run)
+    exits = "Exit codes: 0 converged, 1 a release failed or an error."
+    register_engine_command(subparsers, name, f"{summary}. {exits}", run)
 
 
 def run(args: argparse.Namespace) -> int:
-    wiring = common.wiring(args)
-    env = load_revision(wiring.source)
-    engine = engine_for(wiring)
+    engine, env = start(args)
     text = args.output == "text"
     on_plan = common.print_plan if text else _quiet
     result = engine.apply(
