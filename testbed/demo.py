@@ -59,12 +59,14 @@ def push_examples(bed: Testbed, work: Path) -> str:
     return url
 
 
-def reconciler(bed: Testbed, url: str, state_namespace: str, *args: str) -> int:
+def reconciler(
+    bed: Testbed, url: str, state_namespace: str, *args: str, helm: Path | None = None
+) -> int:
     env = {
         **bed.helm_env(),
         "RECONCILER_REPO": url,
         "RECONCILER_INSTALLATION": INSTALLATION,
-        "RECONCILER_HELM": str(bed.helm_binaries["helm4"]),
+        "RECONCILER_HELM": str(helm or bed.helm_binaries["helm4"]),
         "RECONCILER_PLAIN_HTTP": "1",
         "RECONCILER_NAMESPACE": state_namespace,
     }
@@ -111,13 +113,7 @@ def run_demo(bed: Testbed, work: Path) -> int:
 
     banner("a second apply: nothing to do, no helm process started")
     spy, log = count_helm_calls(bed, work)
-    os.environ["RECONCILER_HELM"] = str(spy)
-    code = subprocess.run(
-        [sys.executable, "-m", "reconciler", "apply"],
-        env={**bed.helm_env(), "RECONCILER_REPO": url, "RECONCILER_INSTALLATION": INSTALLATION,
-             "RECONCILER_HELM": str(spy), "RECONCILER_PLAIN_HTTP": "1", "RECONCILER_NAMESPACE": state_namespace},
-        check=False,
-    ).returncode  # fmt: skip
+    code = reconciler(bed, url, state_namespace, "apply", helm=spy)
     calls = log.read_text().splitlines()
     print(f"exit {code}; helm processes started: {len(calls)}")
     return code if not calls else 1
