@@ -465,6 +465,50 @@ class Testbed:
         path.chmod(0o600)
         return path
 
+    def wait_until_allowed(
+        self,
+        namespace: str,
+        serviceaccount: str,
+        verb: str,
+        resource: str,
+        *,
+        group: str = "",
+        in_namespace: str = "",
+        timeout: float = 30.0,
+    ) -> None:
+        """Wait until the authorizer allows a ServiceAccount `verb` on `resource`.
+
+        The RBAC authorizer reads Roles and bindings from an informer cache, so a binding
+        that was just created takes a moment to count.
+        """
+        review = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SubjectAccessReview",
+            "spec": {
+                "user": f"system:serviceaccount:{namespace}:{serviceaccount}",
+                "groups": [
+                    "system:serviceaccounts",
+                    f"system:serviceaccounts:{namespace}",
+                    "system:authenticated",
+                ],
+                "resourceAttributes": {
+                    "verb": verb,
+                    "resource": resource,
+                    "group": group,
+                    "namespace": in_namespace,
+                },
+            },
+        }
+        deadline = time.monotonic() + timeout
+        path = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
+        while not self.admin.call("POST", path, review)["status"].get("allowed"):
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"{namespace}/{serviceaccount} still may not {verb} {resource} "
+                    f"after {timeout:.0f} s"
+                )
+            time.sleep(0.05)
+
     # ----- git --------------------------------------------------------------------------
 
     def git_url(self, name: str, *, private: bool = False, with_token: bool = False) -> str:

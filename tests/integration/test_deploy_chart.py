@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import yaml
 from kubernetes import client
 
 from testbed import Testbed, find_binaries
+from tests.support.chartrights import wait_for_chart_rights
 
 CHART = Path(__file__).resolve().parents[2] / "deploy" / "chart"
 INSTALLATION = "prod-eu"
@@ -277,6 +279,16 @@ def _can(
     return bool(review.status.allowed)
 
 
+def _granted(api: client.ApiClient, *args: str, **attributes: str) -> bool:
+    """`_can`, waiting out the authorizer's cache for a binding that was just created."""
+    deadline = time.monotonic() + 30
+    while not _can(api, *args, **attributes):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 @pytest.fixture
 def installed(
     testbed: Testbed, namespace: str, helm: Any, tmp_path: Path
@@ -289,7 +301,9 @@ def installed(
         values_file = tmp_path / "values.yaml"
         values_file.write_text(yaml.safe_dump(_merge(REQUIRED, values)))
         helm("upgrade", "--install", release, str(CHART), "-n", namespace, "-f", str(values_file))
-        return testbed.mint_serviceaccount_kubeconfig(namespace, "rc-reconciler")
+        kubeconfig = testbed.mint_serviceaccount_kubeconfig(namespace, "rc-reconciler")
+        wait_for_chart_rights(testbed, namespace, "rc-reconciler")
+        return kubeconfig
 
     yield install
     helm("uninstall", release, "-n", namespace, check=False)
@@ -320,15 +334,15 @@ def test_chart_installs_and_grants_exactly_the_reconcilers_rights(
     coordination = "coordination.k8s.io"
     try:
         # What the reconciler does itself.
-        assert _can(sa, "list", "secrets")  # release history, all namespaces
-        assert _can(sa, "create", "leases", coordination, namespace=namespace)
-        assert _can(sa, "update", "leases", coordination, namespace=namespace, name=lease)
-        assert _can(sa, "update", "configmaps", namespace=namespace, name=status)
-        assert _can(sa, "create", "events", namespace=namespace)
-        assert _can(sa, "get", "configmaps", namespace=namespace, name="values")
+        assert _granted(sa, "list", "secrets")  # release history, all namespaces
+        assert _granted(sa, "create", "leases", coordination, namespace=namespace)
+        assert _granted(sa, "update", "leases", coordination, namespace=namespace, name=lease)
+        assert _granted(sa, "update", "configmaps", namespace=namespace, name=status)
+        assert _granted(sa, "create", "events", namespace=namespace)
+        assert _granted(sa, "get", "configmaps", namespace=namespace, name="values")
         # What helm does for the default (custom) managed rules.
-        assert _can(sa, "create", "namespaces")
-        assert _can(sa, "create", "deployments", "apps", namespace="anywhere")
+        assert _granted(sa, "create", "namespaces")
+        assert _granted(sa, "create", "deployments", "apps", namespace="anywhere")
         # And not more.
         assert not _can(sa, "update", "leases", coordination, namespace=namespace, name="other")
         assert not _can(sa, "delete", "nodes")
@@ -377,8 +391,8 @@ def test_cluster_admin_mode_grants_everything(
 ) -> None:
     sa = make_kube_client(installed(rbac={"managedResources": {"mode": "cluster-admin"}}))
     try:
-        assert _can(sa, "delete", "nodes")
-        assert _can(sa, "create", "daemonsets", "apps", namespace="anywhere")
+        assert _granted(sa, "delete", "nodes")
+        assert _granted(sa, "create", "daemonsets", "apps", namespace="anywhere")
     finally:
         sa.close()
 

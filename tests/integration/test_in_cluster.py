@@ -14,6 +14,8 @@ import pytest
 import yaml
 from engine_world import World
 
+from tests.support.chartrights import wait_for_chart_rights
+
 CHART = Path(__file__).resolve().parents[2] / "deploy" / "chart"
 
 
@@ -25,6 +27,7 @@ def install_reconciler_chart(world: World, tmp_path: Path, **values: Any) -> Pat
     values_file.write_text(yaml.safe_dump(settings))
     world.helm("upgrade", "--install", "rc", str(CHART), "-f", str(values_file))
     kubeconfig = world.testbed.mint_serviceaccount_kubeconfig(world.namespace, "rc-reconciler")
+    wait_for_chart_rights(world.testbed, world.namespace, "rc-reconciler")
     user = yaml.safe_load(kubeconfig.read_text())["users"][0]["user"]
     mount = tmp_path / "serviceaccount"
     mount.mkdir()

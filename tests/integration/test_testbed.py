@@ -113,6 +113,7 @@ def test_serviceaccount_without_permissions_is_denied(
     subject = {"kind": "ServiceAccount", "name": "nobody", "namespace": namespace}
     binding = {"metadata": {"name": "nobody-reads"}, "roleRef": role_ref, "subjects": [subject]}
     rbac.create_namespaced_role_binding(namespace, binding)
+    testbed.wait_until_allowed(namespace, "nobody", "list", "secrets", in_namespace=namespace)
     assert core.list_namespaced_secret(namespace).items == []
 
 
