@@ -14,6 +14,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Literal
 
+from reconciler.charts import SharedCharts
 from reconciler.errors import ReconcilerError
 from reconciler.helm import Helm
 from reconciler.model import Policy
@@ -78,11 +79,14 @@ def execute(
     """Run every job; `proceed` returns a reason to start no further job (shutdown, lost lease)."""
 
     jobs = jobs_of(plan.actions)
-    runner = _Runner(helm, policy, plan, mask, latest_revision, _once_each(ensure_namespace))
+    charts = SharedCharts(helm, plan.actions)
+    runner = _Runner(
+        helm, policy, plan, mask, latest_revision, _once_each(ensure_namespace), charts
+    )
     outcomes: dict[Key, Outcome] = {}
     pending = {job.key: job for job in jobs}
     running: dict[Future[Outcome], Job] = {}
-    with ThreadPoolExecutor(max_workers=max(policy.concurrency, 1)) as pool:
+    with charts, ThreadPoolExecutor(max_workers=max(policy.concurrency, 1)) as pool:
         while pending or running:
             for job in _ready(pending, outcomes, jobs):
                 del pending[job.key]
@@ -152,7 +156,9 @@ class _Runner:
         mask: Masker,
         latest_revision: Callable[[str, str], int | None] | None,
         ensure_namespace: Callable[[str], None],
+        charts: SharedCharts,
     ) -> None:
+        self.charts = charts
         self.helm = helm
         self.policy = policy
         self.plan = plan
@@ -187,8 +193,9 @@ class _Runner:
             description = f"reconciler {self.plan.revision[:12]}: {action.reason}"
             fresh = action.kind == "install" and action.revision is None
             self.helm.upgrade_install(
-                action.desired, self.plan.installation, self.policy, description, fresh
-            )
+                action.desired, self.plan.installation, self.policy, description, fresh,
+                chart_file=self.charts.archive(action.desired.chart),
+            )  # fmt: skip
         elif action.kind == "unlock" and action.revision:
             self.helm.rollback(action.release, action.namespace, action.revision, self.policy)
         else:

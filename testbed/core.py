@@ -26,7 +26,7 @@ from testbed.kube import AdminClient, apiserver_argv, cert_credentials, etcd_arg
 from testbed.procs import (
     Proc,
     TestbedError,
-    free_port,
+    free_ports,
     pid_runs,
     port_is_free,
     wait_until,
@@ -36,6 +36,8 @@ STATE_FILE = "state.json"
 # Marks a folder as a testbed's, so `up` may wipe it and nothing else.
 MARKER_FILE = ".reconciler-testbed"
 _START_TIMEOUT = 120.0
+# Ports are picked free but another process may bind one before our child does.
+_START_ATTEMPTS = 3
 _CHART_VERSION = re.compile(r"^\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$")
 
 
@@ -170,31 +172,61 @@ class Testbed:
             if port and not port_is_free(port):
                 raise TestbedError(f"{what} port 127.0.0.1:{port} is already in use")
         (workdir / MARKER_FILE).touch()
+        attempt = 1
+        while True:
+            try:
+                bed = cls._launched(workdir, binaries, registry_port, git_port, detached)
+            except TestbedError as error:
+                if attempt >= _START_ATTEMPTS or "address already in use" not in str(error).lower():
+                    raise
+                # A port was taken between picking it and the child binding it: pick
+                # again, keeping the failed attempt's logs aside.
+                logs = workdir / "logs"
+                if logs.is_dir():
+                    failed = workdir / f"logs.failed-{attempt}"
+                    shutil.rmtree(failed, ignore_errors=True)
+                    logs.rename(failed)
+                attempt += 1
+                continue
+            break
+        bed.startup_seconds = time.monotonic() - started
+        bed.save_state()
+        return bed
+
+    @classmethod
+    def _launched(
+        cls,
+        workdir: Path,
+        binaries: Binaries,
+        registry_port: int | None,
+        git_port: int | None,
+        detached: bool,
+    ) -> Testbed:
+        """One attempt at starting everything; stopped again if it fails."""
+        api_port, etcd_port, etcd_peer_port, any_port = free_ports(4)
         bed = cls(
             workdir=workdir,
             binaries=binaries,
-            api_port=free_port(),
-            etcd_port=free_port(),
-            registry_port=registry_port or free_port(),
+            api_port=api_port,
+            etcd_port=etcd_port,
+            registry_port=registry_port or any_port,
             git_port=git_port or 0,
             git_token=secrets.token_hex(16),
             etcd_data=_scratch_dir(),
         )
         try:
-            bed._launch(detached)
+            bed._launch(detached, etcd_peer_port)
         except BaseException:
             bed.stop()
             raise
-        bed.startup_seconds = time.monotonic() - started
-        bed.save_state()
         return bed
 
-    def _launch(self, detached: bool) -> None:
+    def _launch(self, detached: bool, etcd_peer_port: int) -> None:
         pki = pki_mod.create(self.workdir / "pki")
         logs = self.workdir / "logs"
         etcd = Proc.spawn(
             "etcd",
-            etcd_argv(self.binaries.etcd, self.etcd_data, self.etcd_port, free_port()),
+            etcd_argv(self.binaries.etcd, self.etcd_data, self.etcd_port, etcd_peer_port),
             logs / "etcd.log",
             detached=detached,
         )
@@ -245,6 +277,13 @@ class Testbed:
             procs=[apiserver, etcd],
             interval=0.1,
         )
+        # A child that lost its port to another server may have died after that server
+        # answered our readiness probe in its place.
+        for proc in self.procs:
+            if not proc.alive():
+                raise TestbedError(
+                    f"{proc.name} exited during start-up; log {proc.log}:\n{proc.log_tail()}"
+                )
 
     def _spawn_registry(self, logs: Path, detached: bool) -> Proc:
         config = self.workdir / "registry" / "config.yml"

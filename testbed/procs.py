@@ -22,12 +22,20 @@ class TestbedError(RuntimeError):
     __test__ = False  # not a pytest test class, despite the name
 
 
-def free_port() -> int:
-    """A loopback port that is free right now (the kernel picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+def free_ports(count: int) -> list[int]:
+    """`count` different loopback ports that are free right now (the kernel picks them).
+
+    Every probe socket stays bound until all are picked, so no two ports coincide.
+    Another process may still take one before our child binds it: `Testbed.start`
+    retries on "address already in use".
+    """
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(count):
+            probe = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            probe.bind(("127.0.0.1", 0))
+            ports.append(int(probe.getsockname()[1]))
+        return ports
 
 
 def port_is_free(port: int) -> bool:

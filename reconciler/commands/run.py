@@ -196,7 +196,11 @@ def _serve(args: argparse.Namespace, loop: Loop, metrics: Metrics) -> Any:
         wake=loop.wake,
         webhook_secret=secret.encode() if secret else None,
     )
-    return serve(args.listen, endpoints)
+    server = serve(args.listen, endpoints)
+    host, port = server.server_address[:2]
+    # The bound address, so `--listen 127.0.0.1:0` (any free port) can be found.
+    log.info("listening", address=f"{host!s}:{port}")
+    return server
 
 
 def _stop_on_signals(loop: Loop, engine: Engine, grace: float) -> None:

@@ -14,6 +14,8 @@ from typing import Any
 
 from envrepo import EnvRepo
 
+from testbed import CommandError, KubeAPIError
+
 
 def helm_spy(real_helm: Path, folder: Path) -> tuple[Path, Path]:
     """A helm wrapper that records each call (start and end) and then runs the real one."""
@@ -133,13 +135,49 @@ def written_release(args: str) -> str | None:
 
 
 def wait_for(predicate: Any, timeout: float = 60, interval: float = 0.2) -> Any:
+    """Poll `predicate` until it is truthy; a failed helm or kube call counts as "not yet"."""
+
     deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
     while time.monotonic() < deadline:
-        result = predicate()
+        try:
+            result = predicate()
+        # A helm or kube call that failed once (a loaded machine, a dropped connection)
+        # only means "not yet"; a lasting failure shows in the timeout message.
+        except (CommandError, KubeAPIError, TimeoutError, ConnectionError) as error:
+            last_error, result = error, None
         if result:
             return result
         time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
+    detail = f"; last error: {last_error}" if last_error else ""
+    raise AssertionError(f"condition not met within {timeout}s{detail}")
+
+
+def log_entries(path: Path) -> list[dict[str, Any]]:
+    """The JSON log lines a daemon wrote to `path` (anything else, e.g. a traceback, skipped)."""
+
+    entries = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict):
+            entries.append(entry)
+    return entries
+
+
+def wait_for_log(path: Path, msg: str, timeout: float = 60, **fields: Any) -> dict[str, Any]:
+    """The first log entry with message `msg` and these field values, once it is written."""
+
+    def found() -> dict[str, Any] | None:
+        for entry in log_entries(path):
+            if entry.get("msg") == msg and all(entry.get(k) == v for k, v in fields.items()):
+                return entry
+        return None
+
+    entry: dict[str, Any] = wait_for(found, timeout=timeout)
+    return entry
 
 
 def kube_json(testbed: Any, method: str, path: str, body: Any = None) -> Any:
@@ -150,4 +188,13 @@ def kube_json(testbed: Any, method: str, path: str, body: Any = None) -> Any:
     )
 
 
-__all__ = ["World", "helm_spy", "kube_json", "os", "wait_for", "written_release"]
+__all__ = [
+    "World",
+    "helm_spy",
+    "kube_json",
+    "log_entries",
+    "os",
+    "wait_for",
+    "wait_for_log",
+    "written_release",
+]

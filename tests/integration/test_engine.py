@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 import pytest
-from engine_world import World, wait_for, written_release
+from engine_world import World, wait_for, wait_for_log, written_release
 
 FAST_RETRY = {"retries": 0, "retryBackoffSeconds": 1, "timeoutSeconds": 60}
 
@@ -34,7 +34,11 @@ def test_install_from_scratch_then_a_second_pass_runs_no_helm(world: World) -> N
     three_releases(world)
     code, result, stderr = world.apply()
     assert code == 0, stderr
-    assert sorted(upgrades(world.helm_calls())) == ["alpha", "beta", "gamma"]
+    calls = world.helm_calls()
+    assert sorted(upgrades(calls)) == ["alpha", "beta", "gamma"]
+    pulls = [call for call in calls if call.startswith("pull ")]
+    assert len(pulls) == 1, "the chart the three releases share is downloaded once"
+    assert all(call.split()[2].endswith(".tgz") for call in calls if upgrades([call]))
     assert world.releases() == {"alpha": "deployed", "beta": "deployed", "gamma": "deployed"}
     assert world.values("beta") == {"message": "beta default"}
     history = world.latest("alpha")
@@ -316,22 +320,30 @@ def test_invalid_commit_is_never_acted_on(world: World) -> None:
 def test_daemon_keeps_the_last_good_revision_and_converges_the_next(world: World) -> None:
     repo = world.repo
     three_releases(world)
-    daemon = subprocess.Popen(
-        [*world.cli_argv("run", "--interval", "0.5", "--log-format", "json")],
-        env=world.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    log = world.workdir / "daemon.log"
+    with log.open("w") as stderr:  # a file, not a pipe nobody drains while the test waits
+        daemon = subprocess.Popen(
+            [*world.cli_argv("run", "--interval", "0.5", "--log-format", "json")],
+            env=world.env(), stdout=subprocess.DEVNULL, stderr=stderr, text=True,
+        )  # fmt: skip
     try:
         wait_for(lambda: world.releases() == dict.fromkeys(("alpha", "beta", "gamma"), "deployed"))
         repo.release(world.installation, "alpha", project="missing", version="0.2.0")
-        repo.commit("invalid")
-        time.sleep(2)
+        invalid = repo.commit("invalid")
+        refused = "not acting on an invalid revision; keeping the last good one"
+        wait_for_log(log, refused, revision=invalid)
         assert world.latest("alpha")["chart"] == "app-0.1.0"
         repo.release(world.installation, "alpha", version="0.2.0")
         repo.commit("fixed")
-        wait_for(lambda: world.latest("alpha")["chart"] == "app-0.2.0", timeout=30)
+        wait_for(lambda: world.latest("alpha")["chart"] == "app-0.2.0", timeout=60)
     finally:
         daemon.send_signal(signal.SIGTERM)
-        _, logs = daemon.communicate(timeout=60)
+        try:
+            daemon.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+            daemon.wait()
+    logs = log.read_text()
     assert daemon.returncode == 0
     assert "not acting on an invalid revision" in logs
     assert "missing" in logs

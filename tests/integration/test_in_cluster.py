@@ -63,6 +63,13 @@ def releases_in(world: World, namespace: str) -> dict[str, str]:
     return {r["name"]: r["status"] for r in json.loads(out)}
 
 
+def apps_namespace(world: World) -> str:
+    """A namespace beside the test's own, keeping its random suffix (re-runs never clash)."""
+    head, _, suffix = world.namespace.rpartition("-")
+    tag = f"-apps-{suffix}"
+    return f"{head[: 63 - len(tag)].rstrip('-')}{tag}"
+
+
 def declare(world: World, target: str) -> None:
     for name in ("alpha", "beta"):
         world.repo.project(name, target, depends_on=("alpha",) if name == "beta" else ())
@@ -74,7 +81,7 @@ def declare(world: World, target: str) -> None:
 def test_converges_with_the_charts_service_account_through_the_in_cluster_path(
     world: World, tmp_path: Path
 ) -> None:
-    target = f"{world.namespace[:40]}-apps"
+    target = apps_namespace(world)
     declare(world, target)
     mount = install_reconciler_chart(world, tmp_path)
     done = in_pod(world, mount, "apply")
@@ -89,7 +96,7 @@ def test_converges_with_the_charts_service_account_through_the_in_cluster_path(
 
 
 def test_a_missing_right_is_named_not_a_traceback(world: World, tmp_path: Path) -> None:
-    target = f"{world.namespace[:40]}-apps"
+    target = apps_namespace(world)
     declare(world, target)
     rules = [
         {

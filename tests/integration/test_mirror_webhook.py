@@ -4,6 +4,7 @@ on a real git smart-HTTP server."""
 from __future__ import annotations
 
 import json
+import secrets
 import signal
 import subprocess
 import sys
@@ -64,7 +65,7 @@ def git_http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitServer]:
 
 @pytest.fixture
 def env_url(git_http: GitServer, tmp_path: Path, request: pytest.FixtureRequest) -> str:
-    url = git_http.create_repo(f"webhook-{request.node.name}")
+    url = git_http.create_repo(f"webhook-{request.node.name}-{secrets.token_hex(3)}")
     seed = Seed(
         projects=("api", "web"),
         installations={

@@ -6,6 +6,7 @@ import base64
 import gzip
 import json
 import secrets
+import socket
 import ssl
 import subprocess
 import urllib.error
@@ -19,6 +20,8 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from testbed import Testbed, pinned_versions, run
+from testbed import core as testbed_core
+from testbed.procs import free_ports
 
 pytestmark = pytest.mark.testbed
 
@@ -173,3 +176,34 @@ def test_registry_serves_oci_distribution_api(
     with urllib.request.urlopen(f"http://{registry}/v2/charts/smoke/tags/list") as response:
         tags = json.load(response)["tags"]
     assert version in tags
+
+
+def test_free_ports_never_coincide() -> None:
+    ports = free_ports(20)
+    assert len(set(ports)) == 20
+
+
+def test_start_picks_new_ports_when_another_process_took_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    picks: list[list[int]] = []
+
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = int(squatter.getsockname()[1])
+
+        def first_pick_collides(count: int) -> list[int]:
+            ports = free_ports(count)
+            if not picks:
+                ports[1] = taken  # etcd's client port: someone else bound it meanwhile
+            picks.append(ports)
+            return ports
+
+        monkeypatch.setattr(testbed_core, "free_ports", first_pick_collides)
+        with Testbed.start(tmp_path / "bed") as bed:
+            assert len(picks) == 2
+            assert bed.etcd_port != taken
+            assert bed.admin.ready()
+    failed_log = tmp_path / "bed" / "logs.failed-1" / "etcd.log"
+    assert "address already in use" in failed_log.read_text()

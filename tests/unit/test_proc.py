@@ -52,6 +52,10 @@ def test_missing_executable_is_a_command_error() -> None:
         run(["/nonexistent/definitely-not-here"])
 
 
+# A timeout cannot wait for the child to be ready, so the timeouts below leave a
+# loaded machine ample time to start the shell and install its trap before SIGTERM.
+
+
 def test_timeout_sends_sigterm_first() -> None:
     # The child notes the SIGTERM on stderr and exits: helm gets the same chance to
     # mark its release failed instead of leaving it pending.
@@ -60,25 +64,25 @@ def test_timeout_sends_sigterm_first() -> None:
     )
     started = time.monotonic()
     with pytest.raises(CommandTimeout) as caught:
-        run(["sh", "-c", script], timeout=0.5, terminate_timeout=10)
+        run(["sh", "-c", script], timeout=2, terminate_timeout=30)
     elapsed = time.monotonic() - started
     error = caught.value
     assert "got-SIGTERM" in error.stderr
     assert "started" in error.stderr
     assert error.killed is False
-    assert 0.5 <= elapsed < 5, "SIGTERM sufficed; no wait for the kill grace"
-    assert "timed out after 0.5s" in error.message
+    assert 2 <= elapsed < 15, "SIGTERM sufficed; no wait for the kill grace"
+    assert "timed out after 2s" in error.message
 
 
 def test_timeout_kills_after_grace_when_sigterm_is_ignored() -> None:
     script = "trap '' TERM; echo ignoring >&2; while :; do sleep 0.05; done"
     started = time.monotonic()
     with pytest.raises(CommandTimeout) as caught:
-        run(["sh", "-c", script], timeout=0.3, terminate_timeout=0.7)
+        run(["sh", "-c", script], timeout=2, terminate_timeout=0.7)
     elapsed = time.monotonic() - started
     assert caught.value.killed is True
     assert "ignoring" in caught.value.stderr
-    assert 1.0 <= elapsed < 6
+    assert 2 + 0.7 <= elapsed < 10, "killed after the 0.7 s grace, not the default 10 s"
     assert "SIGTERM, then SIGKILL" in caught.value.message
 
 
@@ -102,19 +106,29 @@ def test_python_child_sees_sigterm() -> None:
         "time.sleep(30)\n"
     )
     with pytest.raises(CommandTimeout) as caught:
-        run([sys.executable, "-c", code], timeout=1.0, terminate_timeout=10)
+        run([sys.executable, "-c", code], timeout=5.0, terminate_timeout=10)
     assert "clean exit" in caught.value.stderr
     assert not caught.value.killed
 
 
-def test_cancel_stops_the_child_with_sigterm() -> None:
+def test_cancel_stops_the_child_with_sigterm(tmp_path: Path) -> None:
     import threading
 
     cancel = threading.Event()
-    script = "trap 'echo got-SIGTERM >&2; exit 143' TERM; while :; do sleep 0.05; done"
-    threading.Timer(0.3, cancel.set).start()
+    ready = tmp_path / "trap-installed"
+    script = (
+        f"trap 'echo got-SIGTERM >&2; exit 143' TERM; touch '{ready}'; while :; do sleep 0.05; done"
+    )
+
+    def cancel_once_the_trap_is_installed() -> None:
+        deadline = time.monotonic() + 30
+        while not ready.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        cancel.set()
+
+    threading.Thread(target=cancel_once_the_trap_is_installed, daemon=True).start()
     with pytest.raises(CommandError) as caught:
-        run(["sh", "-c", script], timeout=30, cancel=cancel)
+        run(["sh", "-c", script], timeout=60, cancel=cancel)
     assert "got-SIGTERM" in caught.value.stderr
     assert "cancelled (shutting down)" in caught.value.message
     assert not isinstance(caught.value, CommandTimeout)

@@ -1,0 +1,77 @@
+"""Charts that several releases of one pass install: pulled once, installed from the archive.
+
+Every `helm install oci://...` downloads its chart again, and for a classic repository
+the whole index too; that is a third of the CPU time of a cold converge. A chart that
+only one action needs is left to that action's own helm process, so a pass that
+changes one release still runs one helm process.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+
+from reconciler.errors import ReconcilerError
+from reconciler.helm import Helm
+from reconciler.model import ChartRef
+from reconciler.plan import Action
+
+
+class SharedCharts:
+    """Pulls each chart needed by two or more actions once, on first use, into a folder
+    that lives as long as the pass."""
+
+    def __init__(self, helm: Helm, actions: Iterable[Action]) -> None:
+        uses = Counter(
+            a.desired.chart for a in actions if a.desired and a.kind in ("install", "upgrade")
+        )
+        self._shared = {chart for chart, count in uses.items() if count > 1}
+        self._helm = helm
+        self._folder: Path | None = None
+        self._locks = {chart: threading.Lock() for chart in self._shared}
+        self._pulled: dict[ChartRef, Path | ReconcilerError] = {}
+        self._folder_lock = threading.Lock()
+
+    def archive(self, chart: ChartRef) -> Path | None:
+        """The pulled archive of a shared chart; None when the action should fetch it itself.
+
+        A failed pull is remembered, so the releases of a missing chart fail with one
+        helm process, not one each.
+        """
+
+        if chart not in self._shared:
+            return None
+        with self._locks[chart]:
+            if chart not in self._pulled:
+                self._pulled[chart] = self._pull(chart)
+            pulled = self._pulled[chart]
+        if isinstance(pulled, ReconcilerError):
+            raise pulled
+        return pulled
+
+    def close(self) -> None:
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
+
+    def __enter__(self) -> SharedCharts:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def _pull(self, chart: ChartRef) -> Path | ReconcilerError:
+        into = Path(tempfile.mkdtemp(prefix="chart-", dir=self._root()))
+        try:
+            return self._helm.pull(chart, into)
+        except ReconcilerError as error:
+            return error
+
+    def _root(self) -> Path:
+        with self._folder_lock:
+            if self._folder is None:
+                self._folder = Path(tempfile.mkdtemp(prefix="reconciler-charts-"))
+            return self._folder
