@@ -3,8 +3,9 @@
 Each new environments revision may bring promotion commits that answer a
 GitHub Deployment (a `Deployment-Id` trailer). The reporter posts
 `in_progress` when it first sees one for this installation, then `success`
-once every release of the promoted project is in sync, or `failure` once one
-of them failed or was given up on.
+once every release of the promoted project is in sync, or `failure` once the
+planner gave up on one of them. A failed attempt with retries left is not final:
+a retry that succeeds (say, once a chart published late is there) posts `success`.
 """
 
 from __future__ import annotations
@@ -17,9 +18,6 @@ from reconciler.desired import desired_state
 from reconciler.github import GitHubConfig, State, report_deployment
 from reconciler.model import Environments
 from reconciler.reconcile import PassResult
-
-# The planner gives up on a release with this reason; retries still to come are not final.
-GAVE_UP = "waiting for a change to this release"
 
 
 @dataclass
@@ -52,11 +50,14 @@ class DeploymentReporter:
         if not self.pending:
             return
         states = result.states()
+        gave_up = {(hold.namespace, hold.release) for hold in result.plan.held if hold.gave_up}
         releases = desired_state(env, self.installation).releases
         still: list[tuple[str, trailers.Promotion]] = []
         for message, promotion in self.pending:
             keys = [(r.namespace, r.name) for r in releases if r.project == promotion.project]
-            verdict = _verdict([states.get(key, "") for key in keys])
+            verdict = _verdict(
+                [states.get(key, "") for key in keys], any(k in gave_up for k in keys)
+            )
             if verdict is None:
                 still.append((message, promotion))
                 continue
@@ -68,10 +69,10 @@ class DeploymentReporter:
         report_deployment(message, state, description, self.config, installation=self.installation)
 
 
-def _verdict(states: list[str]) -> tuple[State, str] | None:
+def _verdict(states: list[str], gave_up: bool) -> tuple[State, str] | None:
     if not states:
         return None
-    if any(s == "failed" or (s.startswith("held:") and GAVE_UP in s) for s in states):
+    if gave_up:
         return "failure", "failed"
     if all(s in ("in-sync", "succeeded") for s in states):
         return "success", "converged"

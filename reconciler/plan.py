@@ -48,11 +48,12 @@ class Action:
 
 @dataclass(frozen=True)
 class Hold:
-    """A release left alone this pass, and why."""
+    """A release left alone this pass, and why; `gave_up` once its retries are spent."""
 
     release: str
     namespace: str
     reason: str
+    gave_up: bool = False
 
 
 @dataclass(frozen=True)
@@ -167,6 +168,7 @@ def _unless_given_up(
                 release.namespace,
                 f"{kind} of {release.chart.version} failed {attempts} time(s); "
                 "waiting for a change to this release or --force-retry",
+                gave_up=True,
             )
         ready_at = last_at + backoff(policy, attempts)
         if now < ready_at:

@@ -361,6 +361,51 @@ def test_deployment_statuses_follow_the_converge(world: World, publish_chart: An
     assert world.latest("alpha")["chart"] == f"app-1.0.0-g{good[:7]}"
 
 
+def test_a_retry_that_succeeds_posts_success_not_failure(world: World, publish_chart: Any) -> None:
+    """The promotion lands before CI has pushed its chart: the first attempt fails, a retry
+    after the chart arrives succeeds, and GitHub only ever hears in_progress then success."""
+    from tests.support.fakegithub import FakeGitHub
+
+    first, late = "d4" * 20, "e5" * 20
+    publish_chart("app", f"1.0.0-g{first[:7]}")
+    world.repo.project("alpha", world.namespace, version_template="1.0.0-g{ref:7}")
+    world.repo.release(world.installation, "alpha", ref=first)
+    world.repo.installation(
+        world.installation, policy={**FAST, "retries": 5, "retryBackoffSeconds": 1}
+    )
+    world.repo.commit("alpha")
+    github = FakeGitHub().start()
+    token_file = world.workdir / "github-token"
+    token_file.write_text(github.token)
+    github_env = {
+        "RECONCILER_GITHUB_TOKEN_FILE": str(token_file),
+        "RECONCILER_GITHUB_API_URL": github.url,
+    }
+    try:
+        with daemon(world, name="r", extra_env=github_env):
+            wait_for(lambda: world.releases() == {"alpha": "deployed"})
+            deployment = github.add_deployment("acme/alpha", late, world.installation)
+            done = world.cli(
+                "promote", "-p", "alpha", "-r", late, "-i", world.installation,
+                "--deployment-id", str(deployment["id"]), "--deployment-repo", "acme/alpha",
+            )  # fmt: skip
+            assert done.returncode == 0, done.stderr
+            wait_for_log(daemon_log(world, "r"), "upgrade failed", release="alpha")
+            states = [s["state"] for s in github.statuses.get(deployment["id"], [])]
+            assert states == ["in_progress"], "a failed attempt with retries left is not final"
+            publish_chart("app", f"1.0.0-g{late[:7]}")
+            wait_for(
+                lambda: (
+                    [s["state"] for s in github.statuses.get(deployment["id"], [])]
+                    == ["in_progress", "success"]
+                ),
+                timeout=60,
+            )
+    finally:
+        github.stop()
+    assert world.latest("alpha")["chart"] == f"app-1.0.0-g{late[:7]}"
+
+
 class _Inbox:
     """A local HTTP endpoint that keeps what is posted to it (a Slack-style webhook)."""
 

@@ -119,6 +119,7 @@ def test_failure_at_the_same_digest_waits_for_backoff_then_retries_then_gives_up
     one_failure = state(revisions=((4, "failed", rel.digest, NOW - timedelta(seconds=30)),))
     (hold,) = plan(desired(rel, policy=policy), {("apps", "api"): one_failure}, NOW).held
     assert "retry 1/2 in 31s" in hold.reason
+    assert not hold.gave_up, "a retry is still to come"
 
     later = NOW + timedelta(seconds=31)
     (action,) = plan(desired(rel, policy=policy), {("apps", "api"): one_failure}, later).actions
@@ -130,6 +131,7 @@ def test_failure_at_the_same_digest_waits_for_backoff_then_retries_then_gives_up
     result = plan(desired(rel, policy=policy), {("apps", "api"): three}, NOW)
     assert result.actions == ()
     assert "waiting for a change to this release or --force-retry" in result.held[0].reason
+    assert result.held[0].gave_up
     forced = plan(
         desired(rel, policy=policy),
         {("apps", "api"): three},
