@@ -197,6 +197,9 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--releases", type=int, default=100)
     parser.add_argument(
+        "--concurrency", type=int, default=4, help="the installation's policy.concurrency"
+    )
+    parser.add_argument(
         "--memory-releases", type=int, default=1000, help="0 skips the memory benchmark"
     )
     args = parser.parse_args(argv)
@@ -217,13 +220,17 @@ def main(argv: list[str]) -> int:
         namespace = bed.create_namespace("bench")
         url = bed.create_git_repo("bench")
         repo = EnvRepo(url, work / "repo", chart_repo)
-        seed(repo, "bench", namespace, args.releases, concurrency=4)
+        seed(repo, "bench", namespace, args.releases, concurrency=args.concurrency)
         ours, _ = converge_and_measure(bed, url, "bench", namespace)
         print(
             f"cold converge of {args.releases} releases: reconciler apply {ours:.1f} s (clone, load and "
             f"start-up included); sequential `helm upgrade --install --create-namespace` loop "
             f"{baseline:.1f} s: {baseline / ours:.1f}x faster; the same loop without "
             f"--create-namespace {bare:.1f} s: {bare / ours:.1f}x faster"
+        )
+        idle, _ = converge_and_measure(bed, url, "bench", namespace)
+        print(
+            f"reconciler apply with nothing to do (start-up, clone, load, one LIST): {idle:.2f} s"
         )
         in_process_passes(bed, url, "bench", namespace, repo)
         if args.memory_releases:
