@@ -1,5 +1,6 @@
-"""The real testbed: etcd + kube-apiserver, helm 3 and 4, a git smart-HTTP server and an
-OCI registry, all on 127.0.0.1, for the integration tests, the demo and manual use.
+"""The real testbed: etcd + kube-apiserver, helm 3 and 4, a git server (smart HTTP and
+SSH, the same repositories) and an OCI registry, all on 127.0.0.1, for the integration
+tests, the demo and manual use.
 
     from testbed import Testbed
     bed = Testbed.start(workdir)

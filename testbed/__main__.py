@@ -68,6 +68,7 @@ def up(state_dir: Path, registry_port: int, git_port: int) -> int:
     _say(f"testbed up in {bed.startup_seconds:.1f}s (state and logs in {state_dir})")
     _say(f"  kube-apiserver {bed.api_url}  {bed.server_version()['gitVersion']}")
     _say(f"  git (smart HTTP) {bed.git_base_url}  (/private/ repos: token in state.json)")
+    _say(f"  git (SSH)        {bed.git_ssh_url('environments')}  (key {bed.ssh_key})")
     _say(f"  OCI registry   {bed.registry} (plain HTTP: helm ... --plain-http)")
     _say("export these (or eval the output of this command):")
     _print_exports(bed, state_dir)

@@ -1,4 +1,4 @@
-"""The testbed: etcd, kube-apiserver, a git smart-HTTP server and an OCI registry on loopback."""
+"""The testbed: etcd, kube-apiserver, git over smart HTTP and SSH, an OCI registry on loopback."""
 
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ from testbed.procs import (
     port_is_free,
     wait_until,
 )
+from testbed.sshserver import GIT_USER, KeyFiles, known_hosts_line, write_keys
 
 STATE_FILE = "state.json"
 # Marks a folder as a testbed's, so `up` may wipe it and nothing else.
@@ -145,6 +146,7 @@ class Testbed:
     git_port: int
     git_token: str
     etcd_data: Path
+    ssh_port: int = 0
     procs: list[Proc] = field(default_factory=list)
     startup_seconds: float = 0.0
 
@@ -233,6 +235,7 @@ class Testbed:
         self.procs.append(etcd)
         registry = self._spawn_registry(logs, detached)
         git = self._spawn_git_server(logs, detached)
+        ssh = self._spawn_ssh_server(logs, detached)
         wait_until(
             "etcd health",
             lambda: _http_ok(f"http://127.0.0.1:{self.etcd_port}/health"),
@@ -264,6 +267,12 @@ class Testbed:
         port_file = self.workdir / "git.port"
         wait_until("git server", port_file.exists, timeout=_START_TIMEOUT, procs=[git])
         self.git_port = int(port_file.read_text())
+        port_file = self.workdir / "ssh.port"
+        wait_until("ssh server", port_file.exists, timeout=_START_TIMEOUT, procs=[ssh])
+        self.ssh_port = int(port_file.read_text())
+        self.ssh_keys.known_hosts.write_text(
+            known_hosts_line(self.ssh_keys.host_public_key, self.ssh_port)
+        )
         wait_until(
             "registry /v2/",
             lambda: _http_ok(f"http://{self.registry}/v2/"),
@@ -315,9 +324,7 @@ class Testbed:
         env = {
             **os.environ,
             "TESTBED_GIT_TOKEN": self.git_token,
-            "PYTHONPATH": os.pathsep.join(
-                p for p in (str(repo_root), os.environ.get("PYTHONPATH", "")) if p
-            ),
+            "PYTHONPATH": self._pythonpath(repo_root),
         }
         argv = [sys.executable, "-m", "testbed.gitserver", "--root", str(self.git_root)]
         argv += ["--port-file", str(port_file), "--port", str(self.git_port)]
@@ -326,6 +333,26 @@ class Testbed:
         )
         self.procs.append(proc)
         return proc
+
+    def _spawn_ssh_server(self, logs: Path, detached: bool) -> Proc:
+        keys = write_keys(self.ssh_keys.folder)
+        port_file = self.workdir / "ssh.port"
+        port_file.unlink(missing_ok=True)
+        repo_root = TESTBED_DIR.parent
+        env = {**os.environ, "PYTHONPATH": self._pythonpath(repo_root)}
+        argv = [sys.executable, "-m", "testbed.sshserver", "--root", str(self.git_root)]
+        argv += ["--port-file", str(port_file), "--port", str(self.ssh_port)]
+        argv += ["--host-key", str(keys.host_key), "--authorized-key", str(keys.client_public_key)]
+        proc = Proc.spawn(
+            "ssh-server", argv, logs / "ssh-server.log", env=env, cwd=repo_root, detached=detached
+        )
+        self.procs.append(proc)
+        return proc
+
+    @staticmethod
+    def _pythonpath(repo_root: Path) -> str:
+        # The children import `testbed` from the checkout, whatever the caller's cwd.
+        return os.pathsep.join(p for p in (str(repo_root), os.environ.get("PYTHONPATH", "")) if p)
 
     def stop(self) -> None:
         """Stop every process (apiserver first, etcd last) and drop the etcd data."""
@@ -349,6 +376,7 @@ class Testbed:
             "etcd_port": self.etcd_port,
             "registry_port": self.registry_port,
             "git_port": self.git_port,
+            "ssh_port": self.ssh_port,
             "git_token": self.git_token,
             "etcd_data": str(self.etcd_data),
             "startup_seconds": self.startup_seconds,
@@ -386,6 +414,7 @@ class Testbed:
             etcd_port=state["etcd_port"],
             registry_port=state["registry_port"],
             git_port=state["git_port"],
+            ssh_port=state.get("ssh_port", 0),
             git_token=state["git_token"],
             etcd_data=Path(state["etcd_data"]),
             procs=procs,
@@ -393,7 +422,7 @@ class Testbed:
         )
 
     def healthy(self) -> bool:
-        return len(self.procs) == 4 and all(p.alive() for p in self.procs) and self.admin.ready()
+        return len(self.procs) == 5 and all(p.alive() for p in self.procs) and self.admin.ready()
 
     # ----- addresses --------------------------------------------------------------------
 
@@ -417,6 +446,21 @@ class Testbed:
     @property
     def git_root(self) -> Path:
         return self.workdir / "git"
+
+    @property
+    def ssh_keys(self) -> KeyFiles:
+        """The SSH server's host key, the client key it accepts, and a known_hosts for it."""
+        return KeyFiles(self.workdir / "ssh")
+
+    @property
+    def ssh_key(self) -> Path:
+        """The private key the SSH git server accepts (user `git`)."""
+        return self.ssh_keys.client_key
+
+    @property
+    def known_hosts(self) -> Path:
+        """A known_hosts file with the SSH git server's host key, for StrictHostKeyChecking."""
+        return self.ssh_keys.known_hosts
 
     @property
     def registry(self) -> str:
@@ -445,6 +489,9 @@ class Testbed:
             "KUBECONFIG": str(self.kubeconfig),
             "RECONCILER_GIT_URL": self.git_url("environments"),
             "RECONCILER_GIT_BASE_URL": self.git_base_url,
+            "RECONCILER_GIT_SSH_URL": self.git_ssh_url("environments"),
+            "RECONCILER_TESTBED_SSH_KEY": str(self.ssh_key),
+            "RECONCILER_TESTBED_KNOWN_HOSTS": str(self.known_hosts),
             "RECONCILER_REGISTRY": self.registry,
             "RECONCILER_CHART_REPO": self.chart_repo,
             "HELM4": str(self.binaries.helm4),
@@ -558,6 +605,16 @@ class Testbed:
         if with_token:
             host = f"x-access-token:{self.git_token}@{host}"
         return f"http://{host}{prefix}{repo}"
+
+    def git_ssh_url(self, name: str, *, private: bool = False) -> str:
+        """ssh:// URL of repository `name` (".git" appended); needs `ssh_key` and `known_hosts`.
+
+        The same repository as `git_url(name)`: both servers serve `git_root`. Over SSH the
+        key is the credential, so `private` only changes the path.
+        """
+        repo = name if name.endswith(".git") else f"{name}.git"
+        prefix = PRIVATE_PREFIX if private else "/"
+        return f"ssh://{GIT_USER}@127.0.0.1:{self.ssh_port}{prefix}{repo}"
 
     def create_git_repo(self, name: str, *, private: bool = False) -> str:
         """A new empty bare repository (default branch main); returns its clone URL.

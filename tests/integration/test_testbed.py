@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import os
 import secrets
+import shlex
 import socket
 import ssl
 import subprocess
@@ -22,6 +24,7 @@ from kubernetes.client.rest import ApiException
 from testbed import Testbed, pinned_versions, run
 from testbed import core as testbed_core
 from testbed.procs import free_ports
+from testbed.sshserver import write_keys
 
 pytestmark = pytest.mark.testbed
 
@@ -120,9 +123,27 @@ def test_serviceaccount_without_permissions_is_denied(
     assert core.list_namespaced_secret(namespace).items == []
 
 
-def _git(*args: str, cwd: Path | None = None) -> str:
+def _git(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
     env_args = ["-c", "user.name=Testbed", "-c", "user.email=testbed@example.invalid"]
-    return run(["git", *env_args, *args], cwd=cwd).stdout.strip()
+    return run(["git", *env_args, *args], cwd=cwd, env=env).stdout.strip()
+
+
+def _ssh_argv(bed: Testbed, key: Path | None = None) -> list[str]:
+    """OpenSSH as a careful client runs it: one key, strict host key checking, no prompts."""
+    return [
+        *("ssh", "-i", str(key or bed.ssh_key), "-o", "IdentitiesOnly=yes"),
+        *("-o", f"UserKnownHostsFile={bed.known_hosts}", "-o", "StrictHostKeyChecking=yes"),
+        *("-o", "BatchMode=yes", "-F", "/dev/null"),
+    ]
+
+
+def _over_ssh(bed: Testbed) -> dict[str, str]:
+    return {**os.environ, "GIT_SSH_COMMAND": shlex.join(_ssh_argv(bed))}
+
+
+def _ssh(bed: Testbed, command: str, *, user: str = "git", key: Path | None = None) -> Any:
+    argv = [*_ssh_argv(bed, key), "-p", str(bed.ssh_port), f"{user}@127.0.0.1", command]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
 
 
 def test_git_clone_push_fetch_over_http(git_repo: str, tmp_path: Path) -> None:
@@ -166,6 +187,79 @@ def test_private_git_repo_needs_the_token(git_server: Testbed, tmp_path: Path) -
     _git("commit", "--quiet", "--allow-empty", "-m", "x", cwd=tmp_path / "c")
     _git("push", "--quiet", "origin", "HEAD:main", cwd=tmp_path / "c")
     assert "refs/heads/main" in _git("ls-remote", authed)
+
+
+def test_git_over_ssh_serves_the_repositories_of_the_http_server(
+    git_server: Testbed, git_repo: str, tmp_path: Path
+) -> None:
+    name = git_repo.rsplit("/", 1)[1]
+    ssh_url = git_server.git_ssh_url(name)
+    assert ssh_url == f"ssh://git@127.0.0.1:{git_server.ssh_port}/{name}"
+    over_ssh = _over_ssh(git_server)
+    via_http, via_ssh = tmp_path / "via-http", tmp_path / "via-ssh"
+    _git("clone", "--quiet", git_repo, str(via_http))
+    _git("commit", "--quiet", "--allow-empty", "-m", "over http", cwd=via_http)
+    _git("push", "--quiet", "origin", "HEAD:main", cwd=via_http)
+
+    _git("clone", "--quiet", ssh_url, str(via_ssh), env=over_ssh)
+    assert _git("log", "-1", "--format=%s", cwd=via_ssh) == "over http"
+    (via_ssh / "big.bin").write_bytes(secrets.token_bytes(2 * 1024 * 1024))
+    _git("add", "big.bin", cwd=via_ssh)
+    _git("commit", "--quiet", "-m", "over ssh", cwd=via_ssh)
+    _git("push", "--quiet", "origin", "main", cwd=via_ssh, env=over_ssh)
+
+    _git("pull", "--quiet", "--ff-only", "origin", "main", cwd=via_http)
+    assert (via_http / "big.bin").read_bytes() == (via_ssh / "big.bin").read_bytes()
+    head = _git("rev-parse", "HEAD", cwd=via_ssh)
+    assert _git("ls-remote", ssh_url, "refs/heads/main", env=over_ssh).startswith(head)
+
+
+def test_ssh_server_accepts_only_its_client_key_for_user_git(
+    git_server: Testbed, git_repo: str, tmp_path: Path
+) -> None:
+    command = f"git-upload-pack '/{git_repo.rsplit('/', 1)[1]}'"
+    other = write_keys(tmp_path / "other").client_key
+    for user, key in (("git", other), ("root", None)):
+        refused = _ssh(git_server, command, user=user, key=key)
+        assert refused.returncode == 255
+        # "(publickey)" lists what the server offers: no password, no keyboard-interactive.
+        assert "Permission denied (publickey)." in refused.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "ls",
+        "git-upload-pack",
+        "git-upload-archive '/{repo}'",
+        "git-upload-pack '/{repo}' extra",
+        "git-upload-pack '/{repo}'; touch /tmp/pwned",
+        "git-receive-pack '/missing.git'",
+        "git-upload-pack '{dotdot}'",
+        "git-receive-pack '/private/../{dotdot}'",
+        "git-upload-pack '{absolute}'",
+        "git-upload-pack '{symlink}'",
+    ],
+)
+def test_ssh_server_runs_nothing_but_git_on_a_repository_under_its_root(
+    git_server: Testbed, git_repo: str, tmp_path: Path, command: str
+) -> None:
+    # A real bare repository outside the root, named by a relative path, an absolute one,
+    # and a symlink inside the root.
+    outside = tmp_path / "outside.git"
+    _git("init", "--quiet", "--bare", str(outside))
+    link = git_server.git_root / f"link-{secrets.token_hex(3)}.git"
+    link.symlink_to(outside)
+    paths = {
+        "repo": git_repo.rsplit("/", 1)[1],
+        "dotdot": os.path.relpath(outside, git_server.git_root),
+        "absolute": str(outside),
+        "symlink": f"/{link.name}",
+    }
+    refused = _ssh(git_server, command.format(**paths))
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("testbed ssh: "), refused.stderr
+    assert refused.stdout == ""
 
 
 def test_registry_serves_oci_distribution_api(
