@@ -164,12 +164,21 @@ class GitSource:
             raise self._error("ls-remote", error) from None
 
     def _error(self, what: str, error: git.GitCommandError) -> GitError:
-        stderr = str(error.stderr or "").strip().replace("\n", " ")
-        stderr = stderr.removeprefix("stderr: ").strip("' ")
+        stderr = one_line(str(error.stderr or "")).removeprefix("stderr: ").strip("' ")
         message = (
             f"git {what} of {self.url} (branch {self.branch}) failed, exit {error.status}: {stderr}"
         )
         return GitError(self.credentials.scrub(message))
+
+
+def one_line(text: str) -> str:
+    """Command output as one line for a log or a terminal.
+
+    ssh ends its messages with CR-LF, and a bare CR left in a line makes a terminal
+    overwrite the start of it; the `@` frame of ssh's host key warning is noise.
+    """
+    lines = (line.strip().strip("@").strip() for line in text.splitlines())
+    return " ".join(" ".join(line.split()) for line in lines if line)
 
 
 @dataclass

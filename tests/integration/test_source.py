@@ -11,6 +11,7 @@ from envrepo import EnvRepo, git
 
 from reconciler.errors import GitError
 from reconciler.source import Credentials, GitSource
+from testbed.sshserver import known_hosts_line, write_keys
 
 
 @pytest.fixture
@@ -79,3 +80,92 @@ def test_polls_fetch_only_when_the_head_moved(
         ["git", "rev-list", "--count", "HEAD"], cwd=root, capture_output=True, text=True, check=True
     )
     assert depth.stdout.strip() == "1", "the clone stays shallow"
+
+
+# ----- SSH: the testbed's SSH git server serves the same repositories as its HTTP one --------
+
+
+@pytest.fixture
+def ssh_repo(git_server: Any, git_repo: str, tmp_path: Path) -> tuple[str, EnvRepo]:
+    """The ssh:// URL of a repo, and a writer that pushes to it over HTTP."""
+    writer = EnvRepo(git_repo, tmp_path / "writer", "oci://x/c")
+    writer.write("projects/.keep", "")
+    writer.commit("first")
+    return git_server.git_ssh_url(git_repo.rsplit("/", 1)[1]), writer
+
+
+def ssh_credentials(
+    git_server: Any, key: Path | None = None, known_hosts: Path | None = None
+) -> Credentials:
+    return Credentials(
+        ssh_key=str(key or git_server.ssh_key),
+        known_hosts=str(known_hosts or git_server.known_hosts),
+    )
+
+
+def assert_one_clean_line(message: str, key: Path) -> None:
+    """A message fit for a log line: one line, and nothing of the private key in it."""
+    assert len(message.splitlines()) == 1, message
+    assert "PRIVATE KEY" not in message
+    for line in key.read_text().splitlines():
+        if "PRIVATE KEY" not in line:
+            assert line not in message
+
+
+def test_an_ssh_key_clones_and_fetches_a_repo_pushed_over_http(
+    ssh_repo: tuple[str, EnvRepo], git_server: Any, tmp_path: Path
+) -> None:
+    url, writer = ssh_repo
+    source = GitSource(url, workdir=tmp_path / "clone", credentials=ssh_credentials(git_server))
+    first = git(writer.root, "rev-parse", "HEAD")
+    assert source.head() == first
+    revision, root = source.sync()
+    assert revision == first
+    assert (root / "projects" / ".keep").exists()
+
+    writer.write("projects/.keep", "moved\n")
+    moved = writer.commit("second")
+    assert source.head() == moved
+    revision, root = source.sync()
+    assert (revision, source.fetches) == (moved, 2)
+    assert (root / "projects" / ".keep").read_text() == "moved\n"
+    assert source.messages_since(first, moved) == ["second"], "deepening works over SSH too"
+    assert str(git_server.ssh_key) not in (root / ".git" / "config").read_text()
+
+
+def test_a_wrong_ssh_key_is_refused_in_one_line_that_does_not_show_the_key(
+    ssh_repo: tuple[str, EnvRepo], git_server: Any, tmp_path: Path
+) -> None:
+    url, _ = ssh_repo
+    wrong = write_keys(tmp_path / "wrong").client_key
+    source = GitSource(
+        url, workdir=tmp_path / "clone", credentials=ssh_credentials(git_server, key=wrong)
+    )
+    for attempt in (source.head, source.sync):
+        with pytest.raises(GitError) as refused:
+            attempt()
+        message = str(refused.value)
+        assert "Permission denied (publickey)" in message
+        assert_one_clean_line(message, wrong)
+
+
+@pytest.mark.parametrize("known", ["empty", "another host's key"])
+def test_an_unknown_host_key_is_refused_not_learned(
+    ssh_repo: tuple[str, EnvRepo], git_server: Any, tmp_path: Path, known: str
+) -> None:
+    url, _ = ssh_repo
+    known_hosts = tmp_path / "known_hosts"
+    impostor = write_keys(tmp_path / "impostor").host_public_key
+    known_hosts.write_text(
+        "" if known == "empty" else known_hosts_line(impostor, git_server.ssh_port)
+    )
+    before = known_hosts.read_text()
+    source = GitSource(
+        url, workdir=tmp_path / "clone", credentials=ssh_credentials(git_server, None, known_hosts)
+    )
+    with pytest.raises(GitError) as refused:
+        source.head()
+    message = str(refused.value)
+    assert "Host key verification failed" in message
+    assert_one_clean_line(message, git_server.ssh_key)
+    assert known_hosts.read_text() == before, "strict checking adds nothing to known_hosts"
