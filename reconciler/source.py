@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+import shlex
 import tempfile
 import threading
 from collections.abc import Callable
@@ -44,12 +45,7 @@ class Credentials:
                 "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic}",
             }
         if self.ssh_key:
-            hosts = (
-                f"-o UserKnownHostsFile={self.known_hosts} -o StrictHostKeyChecking=yes"
-                if self.known_hosts
-                else "-o StrictHostKeyChecking=accept-new"
-            )
-            env["GIT_SSH_COMMAND"] = f"ssh -i {self.ssh_key} -o IdentitiesOnly=yes {hosts}"
+            env["GIT_SSH_COMMAND"] = shlex.join(ssh_command(self.ssh_key, self.known_hosts))
         return env
 
     def scrub(self, text: str) -> str:
@@ -58,6 +54,31 @@ class Credentials:
             if secret:
                 text = text.replace(secret, "***")
         return text
+
+
+def ssh_command(key: str, known_hosts: str | None) -> list[str]:
+    """ssh with this key only, and BatchMode: never a prompt (a passphrase) to hang on.
+
+    Without known_hosts the first host key seen is trusted and kept in ~/.ssh.
+    """
+    hosts = ["-o", "StrictHostKeyChecking=accept-new"]
+    if known_hosts:
+        listed = _ssh_file(known_hosts)
+        hosts = ["-o", f"UserKnownHostsFile={listed}", "-o", "StrictHostKeyChecking=yes"]
+    # IdentityFile, not -i: ssh checks an -i path as given, then %-expands it.
+    identity = ["-o", f"IdentityFile={_ssh_file(key)}", "-o", "IdentitiesOnly=yes"]
+    return ["ssh", *identity, "-o", "BatchMode=yes", *hosts]
+
+
+def _ssh_file(path: str) -> str:
+    """A file as the value of an ssh -o option.
+
+    Absolute, because git runs ssh in the checkout to fetch and elsewhere to clone.
+    ssh expands %-tokens in it (%% is a literal %) and splits it into words like a
+    line of ssh_config, so a blank, quote or backslash is escaped.
+    """
+    absolute = str(Path(path).expanduser().absolute()).replace("%", "%%")
+    return re.sub(r"""([ '"\\])""", r"\\\1", absolute)
 
 
 class Source(Protocol):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -169,3 +170,66 @@ def test_an_unknown_host_key_is_refused_not_learned(
     assert "Host key verification failed" in message
     assert_one_clean_line(message, git_server.ssh_key)
     assert known_hosts.read_text() == before, "strict checking adds nothing to known_hosts"
+
+
+def test_key_and_known_hosts_paths_may_hold_spaces_and_quotes(
+    ssh_repo: tuple[str, EnvRepo], git_server: Any, tmp_path: Path
+) -> None:
+    # git runs GIT_SSH_COMMAND through a shell: the paths must reach ssh as one word each.
+    folder = tmp_path / "Application Support" / '100% "it\'s" here'
+    folder.mkdir(parents=True)
+    key, known_hosts = folder / "deploy key", folder / "known hosts"
+    shutil.copy(git_server.ssh_key, key)
+    shutil.copy(git_server.known_hosts, known_hosts)
+    url, writer = ssh_repo
+    source = GitSource(
+        url, workdir=tmp_path / "clone", credentials=ssh_credentials(git_server, key, known_hosts)
+    )
+    assert source.sync()[0] == git(writer.root, "rev-parse", "HEAD")
+
+
+def test_ssh_never_prompts_for_a_passphrase(
+    ssh_repo: tuple[str, EnvRepo],
+    git_server: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The accepted key, but locked with a passphrase that an askpass helper would give.
+    locked = tmp_path / "locked_key"
+    shutil.copy(git_server.ssh_key, locked)
+    subprocess.run(
+        ["ssh-keygen", "-q", "-p", "-P", "", "-N", "open", "-f", str(locked)],
+        check=True,
+        capture_output=True,
+    )
+    asked = tmp_path / "asked"
+    askpass = tmp_path / "askpass"
+    askpass.write_text(f"#!/bin/sh\ntouch '{asked}'\necho open\n")
+    askpass.chmod(0o755)
+    # As a terminal would: ssh asks whenever it can, here even without one.
+    monkeypatch.setenv("SSH_ASKPASS", str(askpass))
+    monkeypatch.setenv("SSH_ASKPASS_REQUIRE", "force")
+    url, _ = ssh_repo
+    source = GitSource(url, credentials=ssh_credentials(git_server, key=locked))
+    with pytest.raises(GitError) as refused:
+        source.head()
+    assert not asked.exists(), "ssh asked for the passphrase: a daemon would hang there"
+    assert "Permission denied (publickey)" in str(refused.value)
+
+
+def test_relative_key_and_known_hosts_paths_hold_for_the_fetch_in_the_checkout(
+    ssh_repo: tuple[str, EnvRepo],
+    git_server: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # git runs ssh in the checkout for a fetch, and in our working directory for a clone.
+    shutil.copy(git_server.ssh_key, tmp_path / "deploy_key")
+    shutil.copy(git_server.known_hosts, tmp_path / "known_hosts")
+    monkeypatch.chdir(tmp_path)
+    url, writer = ssh_repo
+    credentials = Credentials(ssh_key="deploy_key", known_hosts="known_hosts")
+    source = GitSource(url, workdir=tmp_path / "clone", credentials=credentials)
+    source.sync()
+    moved = writer.commit("second")
+    assert source.sync()[0] == moved
