@@ -30,7 +30,9 @@ def add_credential_flags(group: argparse._ArgumentGroup, token_help: str) -> Non
 
 def credentials_from_args(args: argparse.Namespace) -> Credentials:
     token = read_secret(args.token_file, "--token-file")
-    return Credentials(token=token, ssh_key=args.ssh_key, known_hosts=args.known_hosts)
+    ssh_key = file_for_ssh(args.ssh_key, "--ssh-key")
+    known_hosts = file_for_ssh(args.known_hosts, "--known-hosts")
+    return Credentials(token=token, ssh_key=ssh_key, known_hosts=known_hosts)
 
 
 def read_secret(path: str | None, flag: str) -> str | None:
@@ -45,3 +47,21 @@ def read_secret(path: str | None, flag: str) -> str | None:
     if not value:
         raise UsageError(f"{flag} {path}: the file is empty")
     return value
+
+
+def file_for_ssh(path: str | None, flag: str) -> str | None:
+    """A file that ssh reads, checked here: a wrong path is a usage error naming the flag,
+    not a git failure with ssh's complaint somewhere in it.
+
+    The value is never echoed when it looks like a key rather than a path: a key pasted
+    into RECONCILER_GIT_SSH_KEY must not end up in an error message or a log.
+    """
+    if not path:
+        return None
+    if "\n" in path or "PRIVATE KEY" in path:
+        raise UsageError(f"{flag} takes the path of a file, not the file's content")
+    try:
+        Path(path).expanduser().open("rb").close()
+    except OSError as error:
+        raise UsageError(f"{flag} {path}: {error.strerror}") from None
+    return path

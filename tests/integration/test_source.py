@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
+from engine_world import World
 from envrepo import EnvRepo, git
 
 from reconciler.errors import GitError
@@ -104,13 +106,17 @@ def ssh_credentials(
     )
 
 
+def assert_key_not_in(text: str, key: Path) -> None:
+    assert "PRIVATE KEY" not in text
+    for line in key.read_text().splitlines():
+        if "PRIVATE KEY" not in line:
+            assert line not in text
+
+
 def assert_one_clean_line(message: str, key: Path) -> None:
     """A message fit for a log line: one line, and nothing of the private key in it."""
     assert len(message.splitlines()) == 1, message
-    assert "PRIVATE KEY" not in message
-    for line in key.read_text().splitlines():
-        if "PRIVATE KEY" not in line:
-            assert line not in message
+    assert_key_not_in(message, key)
 
 
 def test_an_ssh_key_clones_and_fetches_a_repo_pushed_over_http(
@@ -233,3 +239,89 @@ def test_relative_key_and_known_hosts_paths_hold_for_the_fetch_in_the_checkout(
     source.sync()
     moved = writer.commit("second")
     assert source.sync()[0] == moved
+
+
+# ----- the CLI with an SSH key ----------------------------------------------------------
+
+
+def ssh_cli(world: World, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        world.cli_argv(*args),
+        env=world.env() | env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=world.workdir,
+        check=False,
+    )
+
+
+def one_release(world: World) -> None:
+    world.repo.project("alpha", world.namespace)
+    world.repo.release(world.installation, "alpha", version="0.1.0")
+    world.repo.installation(world.installation)
+    world.repo.commit("one release")
+
+
+def test_plan_and_apply_read_the_repo_over_ssh_from_env_or_flags(
+    world: World, git_server: Any
+) -> None:
+    one_release(world)
+    url = git_server.git_ssh_url(world.repo.url.rsplit("/", 1)[1])
+    key, known_hosts = str(git_server.ssh_key), str(git_server.known_hosts)
+
+    planned = ssh_cli(
+        world, "plan", "-o", "json",
+        RECONCILER_REPO=url, RECONCILER_GIT_SSH_KEY=key, RECONCILER_GIT_KNOWN_HOSTS=known_hosts,
+    )  # fmt: skip
+    assert planned.returncode == 2, planned.stderr
+    actions = json.loads(planned.stdout)["actions"]
+    assert [(a["release"], a["action"]) for a in actions] == [("alpha", "install")]
+
+    applied = ssh_cli(
+        world, "apply", "-o", "json", "--repo", url, "--ssh-key", key, "--known-hosts", known_hosts
+    )
+    assert applied.returncode == 0, applied.stderr
+    assert world.releases() == {"alpha": "deployed"}
+    for done in (planned, applied):
+        assert_key_not_in(done.stdout + done.stderr, git_server.ssh_key)
+
+
+@pytest.mark.parametrize(
+    ("case", "exit_code", "says"),
+    [
+        ("another key", 1, "Permission denied (publickey)"),
+        ("an empty known_hosts", 1, "Host key verification failed"),
+        ("no key file", 2, "--ssh-key"),
+        ("no known_hosts file", 2, "--known-hosts"),
+        ("the key itself instead of its file", 2, "--ssh-key"),
+    ],
+)
+def test_the_cli_refuses_bad_ssh_credentials_in_one_line_without_the_key(
+    world: World, git_server: Any, case: str, exit_code: int, says: str
+) -> None:
+    one_release(world)
+    key, known_hosts = git_server.ssh_key, git_server.known_hosts
+    if case == "another key":
+        key = write_keys(world.workdir / "other").client_key
+    elif case == "an empty known_hosts":
+        known_hosts = world.workdir / "empty_known_hosts"
+        known_hosts.write_text("")
+    elif case == "no key file":
+        key = world.workdir / "missing_key"
+    elif case == "no known_hosts file":
+        known_hosts = world.workdir / "missing_known_hosts"
+    env = {
+        "RECONCILER_REPO": git_server.git_ssh_url(world.repo.url.rsplit("/", 1)[1]),
+        "RECONCILER_GIT_SSH_KEY": str(key),
+        "RECONCILER_GIT_KNOWN_HOSTS": str(known_hosts),
+    }
+    if case == "the key itself instead of its file":
+        env["RECONCILER_GIT_SSH_KEY"] = key.read_text()
+    done = ssh_cli(world, "plan", **env)
+    assert done.returncode == exit_code, done.stderr
+    assert "Traceback" not in done.stderr
+    error = done.stderr.strip().splitlines()[-1]
+    assert error.startswith("error: ")
+    assert says in error
+    assert_key_not_in(done.stdout + done.stderr, key if key.exists() else git_server.ssh_key)
