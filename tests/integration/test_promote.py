@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,6 +17,7 @@ from reconciler import trailers
 from reconciler.errors import GitError
 from reconciler.gitclone import Clone, PushResult, Remote
 from reconciler.promote import Promoter, Request, RetryPolicy
+from testbed.sshserver import write_keys
 from tests.support.envrepo import (
     GitServer,
     Seed,
@@ -340,3 +342,29 @@ def test_lost_races_are_retried_with_backoff_then_reported(env_url: str, tmp_pat
     for attempt, waited in enumerate(slept, start=1):  # exponential, capped
         assert min(policy.cap_seconds, policy.base_seconds * 2 ** (attempt - 1)) <= waited
         assert waited <= policy.cap_seconds
+
+
+def test_promote_pushes_over_ssh_with_a_deploy_key(
+    git_server: Any, git_repo: str, tmp_path: Path
+) -> None:
+    # Seeded over the testbed's HTTP server, promoted over its SSH server: the same repo.
+    push_seed(git_repo, tmp_path, _seed())
+    ssh_url = git_server.git_ssh_url(git_repo.rsplit("/", 1)[1])
+    key = git_server.ssh_key
+    done = promote(
+        ssh_url, "--project", "api", "--ref", sha(2), "-i", "prod-eu",
+        "--ssh-key", str(key), "--known-hosts", str(git_server.known_hosts),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert declared_ref(read_remote(git_repo, tmp_path), "prod-eu", "api") == sha(2)
+    assert key.read_text().splitlines()[1] not in done.stdout + done.stderr
+
+    other = write_keys(tmp_path / "other").client_key
+    refused = promote(
+        ssh_url, "--project", "api", "--ref", sha(3), "-i", "prod-eu",
+        "--ssh-key", str(other), "--known-hosts", str(git_server.known_hosts),
+    )  # fmt: skip
+    assert refused.returncode == 1
+    assert refused.stderr.count("\n") == 1, refused.stderr
+    assert "Permission denied (publickey)" in refused.stderr
+    assert other.read_text().splitlines()[1] not in refused.stdout + refused.stderr

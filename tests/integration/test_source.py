@@ -1,4 +1,5 @@
-"""The git source against the testbed's smart-HTTP server: tokens, scrubbing, cheap polls."""
+"""The git source against the testbed's git servers: tokens over smart HTTP, keys over SSH,
+scrubbing, cheap polls, and the CLI's credential flags."""
 
 from __future__ import annotations
 
