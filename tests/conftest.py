@@ -99,8 +99,9 @@ def namespace(testbed: Testbed, request: pytest.FixtureRequest) -> Iterator[str]
 
 @pytest.fixture(scope="session")
 def git_server(testbed: Testbed) -> Testbed:
-    """The git smart-HTTP server: `.git_base_url`, `.create_git_repo(name, private=)`,
-    `.git_url(name, private=, with_token=)`, `.git_token`."""
+    """The git server: `.git_base_url`, `.create_git_repo(name, private=)`,
+    `.git_url(name, private=, with_token=)`, `.git_token` over smart HTTP; the same
+    repositories over SSH at `.git_ssh_url(name)` with `.ssh_key` and `.known_hosts`."""
     return testbed
 
 
