@@ -3,8 +3,8 @@
 One paginated metadata-only LIST gives every revision's labels (status,
 revision number, our digest): cluster-wide, or one per namespace in namespaced
 mode. Only releases whose labels do not already prove them in sync are fetched
-whole and decoded. Helm 3 and Helm 4 records share the
-fields read here; Helm 4's extra `apply_method` is ignored.
+whole and decoded. Helm 3 and Helm 4 records share the fields read here; Helm 4's
+extra `apply_method` is ignored.
 """
 
 from __future__ import annotations

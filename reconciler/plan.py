@@ -146,8 +146,8 @@ def plan(
 def _out_of_reach(
     release: DesiredRelease, options: Options, unreadable: Mapping[str, str]
 ) -> Hold | None:
-    """A release in a namespace the reconciler may not touch, or whose history it cannot see:
-    acting blind could install over a release that is already there."""
+    """A release in a namespace the reconciler may not touch, or whose history it cannot
+    see (acting blind, it could install over a release that is already there)."""
 
     namespace = release.namespace
     if not options.in_scope(namespace):
