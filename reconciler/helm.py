@@ -32,6 +32,9 @@ from reconciler.model import (
 )
 
 VERSION_PATTERN = re.compile(r"v?(\d+)\.(\d+)\.(\d+)")
+# helm's words when the release's namespace is missing, e.g.
+# `create: failed to create: namespaces "apps" not found`.
+MISSING_NAMESPACE = re.compile(r'namespaces "([^"]+)" not found')
 DESCRIPTION_LIMIT = 240
 
 
@@ -188,7 +191,9 @@ class Helm:
         except CommandError as error:
             what = " ".join(argv[:3] if argv[0] == "upgrade" else argv[:2])
             reason = _first_error_line(error.stderr) or "no message"
-            raise HelmError(f"`helm {what}` exited {error.returncode}: {reason}") from error
+            raise HelmError(
+                f"`helm {what}` exited {error.returncode}: {reason}{_hint(reason)}"
+            ) from error
 
 
 @contextmanager
@@ -208,3 +213,16 @@ def _first_error_line(stderr: str) -> str:
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     errors = [line for line in lines if line.startswith("Error:")]
     return (errors[-1] if errors else lines[-1] if lines else "").removeprefix("Error: ")
+
+
+def _hint(reason: str) -> str:
+    """The fix for failures whose helm message does not say it."""
+
+    missing = MISSING_NAMESPACE.search(reason)
+    if missing:
+        # Only namespaced mode (--namespaces) leaves namespaces uncreated.
+        return (
+            f"; namespace {missing[1]} does not exist: create it "
+            "(with --namespaces the reconciler creates no namespaces)"
+        )
+    return ""

@@ -1,9 +1,10 @@
 """Observed state: Helm release history read from the release Secrets.
 
 One paginated metadata-only LIST gives every revision's labels (status,
-revision number, our digest); only releases whose labels do not already prove
-them in sync are fetched whole and decoded. Helm 3 and Helm 4 records share the
-fields read here; Helm 4's extra `apply_method` is ignored.
+revision number, our digest): cluster-wide, or one per namespace in namespaced
+mode. Only releases whose labels do not already prove them in sync are fetched
+whole and decoded. Helm 3 and Helm 4 records share the fields read here; Helm 4's
+extra `apply_method` is ignored.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import binascii
 import gzip
 import json
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -77,12 +78,40 @@ class ReleaseState:
         return (self.namespace, self.name)
 
 
-def read_index(kube: Kube) -> dict[tuple[str, str], ReleaseState]:
-    """Every Helm release in the cluster, keyed by (namespace, name), without decoding any:
-    one cluster-wide metadata-only LIST."""
+@dataclass(frozen=True)
+class Index:
+    """The releases helm holds, keyed by (namespace, name), and the namespaces whose
+    history could not be read (namespace -> why)."""
 
+    releases: Mapping[tuple[str, str], ReleaseState]
+    unreadable: Mapping[str, str] = field(default_factory=dict)
+
+
+def read_index(kube: Kube, namespaces: Sequence[str] = ()) -> Index:
+    """Every Helm release without decoding any: one cluster-wide metadata-only LIST, or
+    one LIST per namespace when `namespaces` are given (no cluster-wide right needed)."""
+
+    if not namespaces:
+        return Index(_releases_of(kube.list_items(SECRETS.path(), SELECTOR, metadata_only=True)))
+    items: list[JsonObject] = []
+    unreadable: dict[str, str] = {}
+    for namespace in namespaces:
+        try:
+            found = list(kube.list_items(SECRETS.path(namespace), SELECTOR, metadata_only=True))
+        except KubeError as error:
+            # 403 is also what a missing namespace answers: no RoleBinding can exist in it.
+            # Only this namespace's releases wait; any other failure stops the pass.
+            if error.status not in (403, 404):
+                raise
+            unreadable[namespace] = "forbidden" if error.status == 403 else "not found"
+        else:
+            items.extend(found)
+    return Index(_releases_of(items), unreadable)
+
+
+def _releases_of(items: Iterable[JsonObject]) -> dict[tuple[str, str], ReleaseState]:
     by_release: dict[tuple[str, str], list[tuple[Revision, Mapping[str, str]]]] = defaultdict(list)
-    for item in kube.list_items(SECRETS.path(), SELECTOR, metadata_only=True):
+    for item in items:
         parsed = _revision_of(item.get("metadata") or {})
         if parsed:
             key, revision, labels = parsed

@@ -67,10 +67,18 @@ class Failure:
 
 @dataclass(frozen=True)
 class Options:
-    """Per-pass switches from the command line."""
+    """Per-pass switches from the command line.
+
+    `namespaces` confines the reconciler to those namespaces (namespaced mode);
+    empty means the whole cluster.
+    """
 
     force_retry: bool = False
     force_prune: bool = False
+    namespaces: frozenset[str] = frozenset()
+
+    def in_scope(self, namespace: str) -> bool:
+        return not self.namespaces or namespace in self.namespaces
 
 
 @dataclass(frozen=True)
@@ -92,14 +100,23 @@ def plan(
     now: datetime,
     failures: Mapping[Key, Failure] | None = None,
     options: Options = Options(),
+    unreadable: Mapping[str, str] | None = None,
 ) -> Plan:
+    """`unreadable` maps each namespace whose release history could not be read to why."""
+
     failures = failures or {}
+    unreadable = unreadable or {}
     actions: list[Action] = []
     held: list[Hold] = []
     in_sync: list[Key] = []
     blocked: set[str] = set()
     for release in topological(desired.releases):
         key = (release.namespace, release.name)
+        out_of_reach = _out_of_reach(release, options, unreadable)
+        if out_of_reach:
+            blocked.add(release.name)
+            held.append(out_of_reach)
+            continue
         waiting_on = [dep for dep in release.depends_on if dep in blocked]
         if waiting_on:
             blocked.add(release.name)
@@ -124,6 +141,29 @@ def plan(
         held=(*held, *prune_holds),
         in_sync=tuple(in_sync),
     )
+
+
+def _out_of_reach(
+    release: DesiredRelease, options: Options, unreadable: Mapping[str, str]
+) -> Hold | None:
+    """A release in a namespace the reconciler may not touch, or whose history it cannot
+    see (acting blind, it could install over a release that is already there)."""
+
+    namespace = release.namespace
+    if not options.in_scope(namespace):
+        reason = (
+            f"namespace {namespace} is not in --namespaces (RECONCILER_NAMESPACES); "
+            "add it there and to the deploy chart's rbac.namespaces"
+        )
+        return Hold(release.name, namespace, reason)
+    if namespace in unreadable:
+        reason = (
+            f"cannot read the Helm release history of namespace {namespace} "
+            f"({unreadable[namespace]}): it does not exist or the reconciler has no Role there; "
+            "create it and add it to the deploy chart's rbac.namespaces"
+        )
+        return Hold(release.name, namespace, reason)
+    return None
 
 
 def _plan_release(
@@ -293,6 +333,8 @@ def _prune(
         if s.managed_by_us
         and s.installation == desired.installation
         and s.latest.status != "uninstalled"
+        # Namespaced mode never removes what lies outside its namespaces.
+        and options.in_scope(s.namespace)
     ]
     leaving = sorted((s for s in ours if s.key not in wanted), key=lambda s: s.key)
     if not leaving:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -31,6 +31,7 @@ class Observation:
     desired: DesiredState
     observed: Mapping[Key, ReleaseState]
     secret_values: frozenset[str]
+    unreadable: Mapping[str, str] = field(default_factory=dict)
 
     def mask(self, text: str) -> str:
         """Hide every Secret-sourced value that shows up in a message."""
@@ -77,11 +78,18 @@ def read_cluster_values(kube: Kube, source: ValuesFrom) -> ClusterValues:
         raise ReconcilerError(f"{where}: {error}; fix the object or remove the key") from None
 
 
-def observe(env: Environments, installation: str, kube: Kube, full: bool = False) -> Observation:
+def observe(
+    env: Environments,
+    installation: str,
+    kube: Kube,
+    full: bool = False,
+    namespaces: Collection[str] = (),
+) -> Observation:
     """Desired state with in-cluster values, and the releases as the cluster has them.
 
     Only releases whose labels do not prove them in sync are decoded (one GET
     each); `full` decodes every declared release to find drift made by hand.
+    `namespaces` confines the history read to those namespaces (namespaced mode).
     """
 
     if installation not in env.installations:
@@ -92,15 +100,15 @@ def observe(env: Environments, installation: str, kube: Kube, full: bool = False
     source = env.installations[installation].values_from
     cluster_values = read_cluster_values(kube, source)
     desired = desired_state(env, installation, cluster_values)
-    index = read_index(kube)
-    observed = dict(index)
+    index = read_index(kube, sorted(namespaces))
+    observed = dict(index.releases)
     for release in desired.releases:
-        state = index.get((release.namespace, release.name))
+        state = index.releases.get((release.namespace, release.name))
         if state is None or state.latest.status != "deployed":
             continue
         if full or state.latest.digest != release.digest:
             observed[state.key] = with_detail(kube, state)
-    return Observation(desired, observed, _secret_strings(cluster_values))
+    return Observation(desired, observed, _secret_strings(cluster_values), index.unreadable)
 
 
 def plan_pass(
@@ -112,6 +120,7 @@ def plan_pass(
         now or datetime.now(UTC),
         memory.failures,
         options,
+        observation.unreadable,
     )
 
 
@@ -123,7 +132,11 @@ def apply_pass(
     on_outcome: Callable[[Outcome], None] = lambda outcome: None,
     proceed: Callable[[], str] = lambda: "",
     kube: Kube | None = None,
+    create_namespaces: bool = True,
 ) -> list[Outcome]:
+    """Run the plan; `create_namespaces` off (namespaced mode) leaves a missing
+    namespace to fail the install, as creating one needs a cluster-wide right."""
+
     def record(outcome: Outcome) -> None:
         memory.record(outcome, datetime.now(UTC))
         on_outcome(outcome)
@@ -132,7 +145,7 @@ def apply_pass(
         return latest_revision(kube, namespace, name) if kube else None
 
     def namespace(name: str) -> None:
-        if kube:
+        if kube and create_namespaces:
             ensure_namespace(kube, name)
 
     policy = observation.desired.policy
@@ -213,7 +226,7 @@ class Engine:
             self._helm.cancel.set()
 
     def plan(self, env: Environments, full: bool = False) -> tuple[Plan, Observation]:
-        observation = observe(env, self.installation, self.kube, full)
+        observation = observe(env, self.installation, self.kube, full, self.options.namespaces)
         return plan_pass(observation, self.memory, self.options), observation
 
     def apply(
@@ -229,10 +242,18 @@ class Engine:
         outcomes: list[Outcome] = []
         if the_plan.actions:
             outcomes = apply_pass(
-                the_plan, observation, self.helm, self.memory, on_outcome, proceed, self.kube
+                the_plan,
+                observation,
+                self.helm,
+                self.memory,
+                on_outcome,
+                proceed,
+                self.kube,
+                create_namespaces=not self.options.namespaces,
             )
             # The status should say what helm holds now, not what it held before.
-            observation = dataclasses.replace(observation, observed=read_index(self.kube))
+            index = read_index(self.kube, sorted(self.options.namespaces))
+            observation = dataclasses.replace(observation, observed=index.releases)
         result = PassResult(the_plan, tuple(outcomes))
         self.record(result, observation)
         return result

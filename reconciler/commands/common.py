@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -19,6 +20,9 @@ from reconciler.helm import Helm
 from reconciler.kube import Kube, in_cluster, in_cluster_kubeconfig
 from reconciler.plan import Options, Plan
 from reconciler.source import GitSource, LocalSource, open_source
+
+DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+MAX_LABEL = 63
 
 
 def add_source_flags(parser: argparse.ArgumentParser) -> None:
@@ -66,6 +70,14 @@ def add_cluster_flags(parser: argparse.ArgumentParser) -> None:
         help="talk plain HTTP to OCI registries (loopback test registries only)",
     )
     group.add_argument(
+        "--namespaces",
+        default=env("RECONCILER_NAMESPACES", ""),
+        metavar="A,B,...",
+        help="namespaced mode: read release history in these namespaces only, hold releases "
+        "declared elsewhere, prune nowhere else, create no namespace (env RECONCILER_NAMESPACES; "
+        "default: the whole cluster)",
+    )
+    group.add_argument(
         "--full",
         action="store_true",
         help="decode every declared release to find changes made by hand (a full resync)",
@@ -111,12 +123,29 @@ class Wiring:
 def wiring(args: argparse.Namespace) -> Wiring:
     if not args.installation:
         raise UsageError("--installation is required (or set RECONCILER_INSTALLATION)")
+    options = Options(
+        force_retry=args.force_retry,
+        force_prune=args.force_prune,
+        namespaces=parse_namespaces(args.namespaces),
+    )
     source = open_source(args.repo, args.branch, args.workdir, credentials_from_args(args))
     if isinstance(source, LocalSource) and not source.path.is_dir():
         raise UsageError(f"--repo {args.repo}: no such folder (give a git URL or a folder)")
     kube, kubeconfig = connect(args.kubeconfig, args.context)
-    options = Options(force_retry=args.force_retry, force_prune=args.force_prune)
     return Wiring(args.installation, source, kube, args.helm, kubeconfig, args.plain_http, options)
+
+
+def parse_namespaces(text: str) -> frozenset[str]:
+    """`a,b,c` as a set of namespace names; empty means the whole cluster."""
+
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    for name in names:
+        if len(name) > MAX_LABEL or not DNS_LABEL.fullmatch(name):
+            raise UsageError(
+                f"--namespaces: {name!r} is not a namespace name "
+                "(a DNS-1123 label: lower-case letters, digits and '-', at most 63 characters)"
+            )
+    return frozenset(names)
 
 
 def connect(kubeconfig: str | None, context: str | None) -> tuple[Kube, str | None]:

@@ -159,6 +159,7 @@ def run(args: argparse.Namespace) -> int:
         installation=wiring.installation,
         repo=wiring.source_label,
         leader_elect=bool(elector),
+        namespaces=",".join(sorted(wiring.options.namespaces)) or "(all)",
     )
     try:
         return loop.run()

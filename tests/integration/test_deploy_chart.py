@@ -47,16 +47,25 @@ def helm_exe(request: pytest.FixtureRequest) -> Path:
 
 
 @pytest.fixture
-def render(helm_exe: Path, tmp_path: Path) -> Callable[..., Objects]:
-    """render(**values) -> {(kind, name): object} of `helm template` with the required values."""
+def render_documents(helm_exe: Path, tmp_path: Path) -> Callable[..., list[dict[str, Any]]]:
+    """render_documents(**values) -> every object `helm template` renders, in order."""
 
-    def template(**values: Any) -> Objects:
+    def template(**values: Any) -> list[dict[str, Any]]:
         result = _helm(
             helm_exe, "template", "rc", values=_merge(REQUIRED, values), tmp_path=tmp_path
         )
         assert result.returncode == 0, result.stderr
-        documents = [d for d in yaml.safe_load_all(result.stdout) if d]
-        return {(d["kind"], d["metadata"]["name"]): d for d in documents}
+        return [d for d in yaml.safe_load_all(result.stdout) if d]
+
+    return template
+
+
+@pytest.fixture
+def render(render_documents: Callable[..., list[dict[str, Any]]]) -> Callable[..., Objects]:
+    """render(**values) -> {(kind, name): object} of `helm template` with the required values."""
+
+    def template(**values: Any) -> Objects:
+        return {(d["kind"], d["metadata"]["name"]): d for d in render_documents(**values)}
 
     return template
 
@@ -234,6 +243,95 @@ def test_managed_resources_modes(render: Callable[..., Objects]) -> None:
     assert _rules(own, "ClusterRole", "reconciler-rc-reconciler-managed") == [rule]
 
 
+NAMESPACED = {"namespaces": ["apps", "team-b"]}
+SUBJECTS = [{"kind": "ServiceAccount", "name": "rc-reconciler", "namespace": "reconciler"}]
+
+
+def _in_namespaces(documents: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    """{namespace: object} of every `kind` called `name`."""
+    return {
+        d["metadata"]["namespace"]: d
+        for d in documents
+        if d["kind"] == kind and d["metadata"]["name"] == name
+    }
+
+
+def test_namespaced_mode_has_no_cluster_scoped_rbac_and_one_role_set_per_namespace(
+    render_documents: Callable[..., list[dict[str, Any]]],
+) -> None:
+    documents = render_documents(rbac=NAMESPACED)
+    kinds = {d["kind"] for d in documents}
+    assert not kinds & {"ClusterRole", "ClusterRoleBinding"}
+
+    history = _in_namespaces(documents, "Role", "reconciler-rc-reconciler-history")
+    assert set(history) == {"apps", "team-b"}
+    for role in history.values():
+        assert role["rules"] == [
+            {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list"]}
+        ]
+    managed = _in_namespaces(documents, "Role", "reconciler-rc-reconciler-managed")
+    assert set(managed) == {"apps", "team-b"}
+    for role in managed.values():
+        kinds_granted = {r for rule in role["rules"] for r in rule["resources"]}
+        assert "namespaces" not in kinds_granted, "a Role would grant patching the namespace"
+        assert {"secrets", "configmaps", "deployments"} <= kinds_granted
+    for name in ("history", "managed"):
+        bindings = _in_namespaces(documents, "RoleBinding", f"reconciler-rc-reconciler-{name}")
+        assert set(bindings) == {"apps", "team-b"}
+        for binding in bindings.values():
+            assert binding["roleRef"] == {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "Role",
+                "name": f"reconciler-rc-reconciler-{name}",
+            }
+            assert binding["subjects"] == SUBJECTS
+
+    own = _in_namespaces(documents, "Role", "rc-reconciler")
+    assert set(own) == {"reconciler"}, "the reconciler's own Role stays where it was"
+    (deployment,) = [d for d in documents if d["kind"] == "Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert _env(container)["RECONCILER_NAMESPACES"] == "apps,team-b"
+
+
+def test_namespaced_cluster_admin_mode_binds_it_inside_each_namespace_only(
+    render_documents: Callable[..., list[dict[str, Any]]],
+) -> None:
+    rbac = {**NAMESPACED, "managedResources": {"mode": "cluster-admin"}}
+    documents = render_documents(rbac=rbac)
+    assert not {d["kind"] for d in documents} & {"ClusterRole", "ClusterRoleBinding"}
+    assert not _in_namespaces(documents, "Role", "reconciler-rc-reconciler-managed")
+    bindings = _in_namespaces(documents, "RoleBinding", "reconciler-rc-reconciler-managed")
+    assert set(bindings) == {"apps", "team-b"}
+    for binding in bindings.values():
+        assert binding["roleRef"]["kind"] == "ClusterRole"
+        assert binding["roleRef"]["name"] == "cluster-admin"
+
+
+def test_namespaced_custom_rules_leave_out_what_a_role_cannot_confine(
+    render_documents: Callable[..., list[dict[str, Any]]],
+) -> None:
+    rules = [
+        {"apiGroups": [""], "resources": ["namespaces", "configmaps"], "verbs": ["get"]},
+        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["patch"]},
+        {"nonResourceURLs": ["/metrics"], "verbs": ["get"]},
+    ]
+    rbac = {**NAMESPACED, "managedResources": {"mode": "custom", "rules": rules}}
+    documents = render_documents(rbac=rbac)
+    for role in _in_namespaces(documents, "Role", "reconciler-rc-reconciler-managed").values():
+        assert role["rules"] == [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]
+
+
+def test_cluster_wide_mode_sets_no_namespace_list(render: Callable[..., Objects]) -> None:
+    assert "RECONCILER_NAMESPACES" not in _env(_container(render()))
+
+
+def test_schema_rejects_a_namespace_that_is_no_dns_label(helm_exe: Path, tmp_path: Path) -> None:
+    values = _merge(REQUIRED, {"rbac": {"namespaces": ["apps", "Team_B"]}})
+    result = _helm(helm_exe, "template", "rc", values=values, tmp_path=tmp_path)
+    assert result.returncode != 0
+    assert "Team_B" in result.stderr
+
+
 def test_git_token_is_mounted_as_a_file(render: Callable[..., Objects]) -> None:
     objects = render(git={"credentials": {"secretName": "git", "type": "token"}})
     container = _container(objects)
@@ -302,7 +400,8 @@ def installed(
         values_file.write_text(yaml.safe_dump(_merge(REQUIRED, values)))
         helm("upgrade", "--install", release, str(CHART), "-n", namespace, "-f", str(values_file))
         kubeconfig = testbed.mint_serviceaccount_kubeconfig(namespace, "rc-reconciler")
-        wait_for_chart_rights(testbed, namespace, "rc-reconciler")
+        targets = values.get("rbac", {}).get("namespaces", ())
+        wait_for_chart_rights(testbed, namespace, "rc-reconciler", targets)
         return kubeconfig
 
     yield install
@@ -395,6 +494,48 @@ def test_cluster_admin_mode_grants_everything(
         assert _granted(sa, "create", "daemonsets", "apps", namespace="anywhere")
     finally:
         sa.close()
+
+
+@pytest.mark.parametrize("mode", ["custom", "cluster-admin"])
+def test_namespaced_mode_grants_rights_in_the_listed_namespaces_only(
+    installed: Callable[..., Path],
+    testbed: Testbed,
+    namespace: str,
+    kube: Any,
+    make_kube_client: Callable[[Path], Any],
+    mode: str,
+) -> None:
+    listed = [testbed.create_namespace(f"{namespace}-{tag}") for tag in ("a", "b")]
+    other = testbed.create_namespace(f"{namespace}-c")
+    sa = None
+    try:
+        rbac = {"namespaces": listed, "managedResources": {"mode": mode}}
+        sa = make_kube_client(installed(rbac=rbac))
+        with pytest.raises(client.ApiException) as missing:
+            client.RbacAuthorizationV1Api(kube).read_cluster_role(
+                f"{namespace}-rc-reconciler-history"
+            )
+        assert missing.value.status == 404
+        lease = f"reconciler-{INSTALLATION}"
+        coordination = "coordination.k8s.io"
+        assert _granted(sa, "update", "leases", coordination, namespace=namespace, name=lease)
+        for target in listed:
+            assert _granted(sa, "list", "secrets", namespace=target)
+            assert _granted(sa, "create", "deployments", "apps", namespace=target)
+        assert not _can(sa, "list", "secrets"), "no cluster-wide Secret list"
+        assert not _can(sa, "list", "secrets", namespace=other)
+        assert not _can(sa, "create", "deployments", "apps", namespace=other)
+        assert not _can(sa, "create", "namespaces")
+        assert not _can(sa, "delete", "nodes")
+        if mode == "custom":
+            # A Role naming `namespaces` would let helm relabel its own namespace.
+            name = listed[0]
+            assert not _can(sa, "patch", "namespaces", namespace=name, name=name)
+    finally:
+        if sa is not None:
+            sa.close()
+        for target in (*listed, other):
+            testbed.delete_namespace(target)
 
 
 DAEMONSET = """\

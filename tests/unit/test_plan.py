@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -297,3 +299,63 @@ def test_cycle_is_refused() -> None:
 )
 def test_changed_paths(old: dict, new: dict, paths: list[str]) -> None:
     assert changed_paths(old, new) == paths
+
+
+# ----- namespaced mode (--namespaces) -------------------------------------------------------
+
+
+def in_namespace(namespace: str, item: DesiredRelease | ReleaseState) -> Any:
+    return dataclasses.replace(item, namespace=namespace)
+
+
+def test_namespaced_mode_holds_a_release_declared_outside_its_namespaces() -> None:
+    web = release("web")
+    api = in_namespace("team-b", release("api"))
+    worker = release("worker", deps=("api",))
+    result = plan(
+        desired(web, api, worker), {}, NOW, options=Options(namespaces=frozenset({"apps"}))
+    )
+    assert [(a.kind, a.release) for a in result.actions] == [("install", "web")]
+    assert [(h.release, h.reason) for h in result.held] == [
+        (
+            "api",
+            "namespace team-b is not in --namespaces (RECONCILER_NAMESPACES); "
+            "add it there and to the deploy chart's rbac.namespaces",
+        ),
+        ("worker", "waiting for api (held this pass)"),
+    ]
+    assert not any(h.gave_up for h in result.held), "a hold that lifts once the list changes"
+
+
+def test_namespaced_mode_holds_releases_whose_namespace_history_is_unreadable() -> None:
+    web = release("web")
+    api = in_namespace("gone", release("api"))
+    options = Options(namespaces=frozenset({"apps", "gone"}))
+    result = plan(desired(web, api), {}, NOW, options=options, unreadable={"gone": "forbidden"})
+    assert [a.release for a in result.actions] == ["web"]
+    (hold,) = result.held
+    assert (hold.release, hold.namespace) == ("api", "gone")
+    assert hold.reason == (
+        "cannot read the Helm release history of namespace gone (forbidden): it does not exist "
+        "or the reconciler has no Role there; create it and add it to the deploy chart's "
+        "rbac.namespaces"
+    )
+
+
+def test_namespaced_mode_prunes_only_inside_its_namespaces() -> None:
+    keep = release("keep")
+    outside = in_namespace("elsewhere", ours("outside"))
+    observed = {
+        ("apps", "keep"): deployed(keep),
+        ("apps", "gone"): ours("gone"),
+        ("elsewhere", "outside"): outside,
+    }
+    policy = Policy(prune=True, max_prune_share=0.7)
+    scoped = Options(namespaces=frozenset({"apps"}))
+    result = plan(desired(keep, policy=policy), observed, NOW, options=scoped)
+    assert [(a.kind, a.key) for a in result.actions] == [("uninstall", ("apps", "gone"))]
+    assert result.held == ()
+    everywhere = plan(desired(keep, policy=policy), observed, NOW)
+    assert sorted(a.release for a in everywhere.actions) == ["gone", "outside"], (
+        "cluster-wide mode is unchanged"
+    )
