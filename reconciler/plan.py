@@ -48,7 +48,8 @@ class Action:
 
 @dataclass(frozen=True)
 class Hold:
-    """A release left alone this pass, and why; `gave_up` once its retries are spent."""
+    """A release left alone this pass, and why; `gave_up` when the reconciler will not act on
+    it again by itself (its retries are spent, or its namespace is out of its reach)."""
 
     release: str
     namespace: str
@@ -155,7 +156,8 @@ def _out_of_reach(
             f"namespace {namespace} is not in --namespaces (RECONCILER_NAMESPACES); "
             "add it there and to the deploy chart's rbac.namespaces"
         )
-        return Hold(release.name, namespace, reason)
+        # Only a change of the reconciler's own configuration lifts it: final for GitHub.
+        return Hold(release.name, namespace, reason, gave_up=True)
     if namespace in unreadable:
         reason = (
             f"cannot read the Helm release history of namespace {namespace} "
