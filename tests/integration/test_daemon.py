@@ -322,9 +322,41 @@ def _head(world: World) -> str:
     return git(world.repo.root, "rev-parse", "HEAD")
 
 
-def test_deployment_statuses_follow_the_converge(world: World, publish_chart: Any) -> None:
+@contextmanager
+def fake_github(world: World) -> Iterator[tuple[Any, dict[str, str]]]:
+    """A GitHub-shaped API on loopback, and the environment that points the daemon at it."""
     from tests.support.fakegithub import FakeGitHub
 
+    github = FakeGitHub().start()
+    token_file = world.workdir / "github-token"
+    token_file.write_text(github.token)
+    env = {
+        "RECONCILER_GITHUB_TOKEN_FILE": str(token_file),
+        "RECONCILER_GITHUB_API_URL": github.url,
+    }
+    try:
+        yield github, env
+    finally:
+        github.stop()
+
+
+def promote_for_deployment(world: World, github: Any, sha: str) -> int:
+    """Create a GitHub Deployment of alpha at `sha` and promote it; the deployment's id."""
+
+    deployment = github.add_deployment("acme/alpha", sha, world.installation)
+    done = world.cli(
+        "promote", "-p", "alpha", "-r", sha, "-i", world.installation,
+        "--deployment-id", str(deployment["id"]), "--deployment-repo", "acme/alpha",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return int(deployment["id"])
+
+
+def posted(github: Any, deployment_id: int) -> list[str]:
+    return [status["state"] for status in github.statuses.get(deployment_id, [])]
+
+
+def test_deployment_statuses_follow_the_converge(world: World, publish_chart: Any) -> None:
     good, bad = "a1" * 20, "b2" * 20
     publish_chart("app", f"1.0.0-g{good[:7]}")  # the bad ref's chart is never published
     world.repo.project("alpha", world.namespace, version_template="1.0.0-g{ref:7}")
@@ -332,39 +364,21 @@ def test_deployment_statuses_follow_the_converge(world: World, publish_chart: An
     world.repo.installation(world.installation, policy=FAST)
     publish_chart("app", "1.0.0-gc3c3c3c")
     world.repo.commit("alpha")
-    github = FakeGitHub().start()
-    token_file = world.workdir / "github-token"
-    token_file.write_text(github.token)
-    world_env = {
-        "RECONCILER_GITHUB_TOKEN_FILE": str(token_file),
-        "RECONCILER_GITHUB_API_URL": github.url,
-    }
-    try:
-        with daemon(world, name="g", extra_env=world_env):
-            wait_for(lambda: world.releases() == {"alpha": "deployed"})
-            for sha in (good, bad):
-                deployment = github.add_deployment("acme/alpha", sha, world.installation)
-                done = world.cli(
-                    "promote", "-p", "alpha", "-r", sha, "-i", world.installation,
-                    "--deployment-id", str(deployment["id"]), "--deployment-repo", "acme/alpha",
-                )  # fmt: skip
-                assert done.returncode == 0, done.stderr
-                expected = ["in_progress", "success" if sha == good else "failure"]
-                wait_for(
-                    lambda d=deployment, e=expected: (
-                        [s["state"] for s in github.statuses.get(d["id"], [])] == e
-                    ),
-                    timeout=30,
-                )
-    finally:
-        github.stop()
+    with (
+        fake_github(world) as (github, github_env),
+        daemon(world, name="g", extra_env=github_env),
+    ):
+        wait_for(lambda: world.releases() == {"alpha": "deployed"})
+        for sha in (good, bad):
+            deployment_id = promote_for_deployment(world, github, sha)
+            expected = ["in_progress", "success" if sha == good else "failure"]
+            wait_for(lambda d=deployment_id, e=expected: posted(github, d) == e, timeout=30)
     assert world.latest("alpha")["chart"] == f"app-1.0.0-g{good[:7]}"
 
 
 def test_a_retry_that_succeeds_posts_success_not_failure(world: World, publish_chart: Any) -> None:
     """The promotion lands before CI has pushed its chart: the first attempt fails, a retry
     after the chart arrives succeeds, and GitHub only ever hears in_progress then success."""
-    from tests.support.fakegithub import FakeGitHub
 
     first, late = "d4" * 20, "e5" * 20
     publish_chart("app", f"1.0.0-g{first[:7]}")
@@ -374,35 +388,18 @@ def test_a_retry_that_succeeds_posts_success_not_failure(world: World, publish_c
         world.installation, policy={**FAST, "retries": 5, "retryBackoffSeconds": 1}
     )
     world.repo.commit("alpha")
-    github = FakeGitHub().start()
-    token_file = world.workdir / "github-token"
-    token_file.write_text(github.token)
-    github_env = {
-        "RECONCILER_GITHUB_TOKEN_FILE": str(token_file),
-        "RECONCILER_GITHUB_API_URL": github.url,
-    }
-    try:
-        with daemon(world, name="r", extra_env=github_env):
-            wait_for(lambda: world.releases() == {"alpha": "deployed"})
-            deployment = github.add_deployment("acme/alpha", late, world.installation)
-            done = world.cli(
-                "promote", "-p", "alpha", "-r", late, "-i", world.installation,
-                "--deployment-id", str(deployment["id"]), "--deployment-repo", "acme/alpha",
-            )  # fmt: skip
-            assert done.returncode == 0, done.stderr
-            wait_for_log(daemon_log(world, "r"), "upgrade failed", release="alpha")
-            states = [s["state"] for s in github.statuses.get(deployment["id"], [])]
-            assert states == ["in_progress"], "a failed attempt with retries left is not final"
-            publish_chart("app", f"1.0.0-g{late[:7]}")
-            wait_for(
-                lambda: (
-                    [s["state"] for s in github.statuses.get(deployment["id"], [])]
-                    == ["in_progress", "success"]
-                ),
-                timeout=60,
-            )
-    finally:
-        github.stop()
+    with (
+        fake_github(world) as (github, github_env),
+        daemon(world, name="r", extra_env=github_env),
+    ):
+        wait_for(lambda: world.releases() == {"alpha": "deployed"})
+        deployment_id = promote_for_deployment(world, github, late)
+        wait_for_log(daemon_log(world, "r"), "upgrade failed", release="alpha")
+        assert posted(github, deployment_id) == ["in_progress"], (
+            "a failed attempt with retries left is not final"
+        )
+        publish_chart("app", f"1.0.0-g{late[:7]}")
+        wait_for(lambda: posted(github, deployment_id) == ["in_progress", "success"])
     assert world.latest("alpha")["chart"] == f"app-1.0.0-g{late[:7]}"
 
 
