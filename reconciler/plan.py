@@ -110,24 +110,27 @@ def plan(
     actions: list[Action] = []
     held: list[Hold] = []
     in_sync: list[Key] = []
-    blocked: set[str] = set()
+    # Held releases by name -> whether they gave up: a release waiting on one that gave up
+    # will not move by itself either.
+    blocked: dict[str, bool] = {}
     for release in topological(desired.releases):
         key = (release.namespace, release.name)
         out_of_reach = _out_of_reach(release, options, unreadable)
         if out_of_reach:
-            blocked.add(release.name)
+            blocked[release.name] = out_of_reach.gave_up
             held.append(out_of_reach)
             continue
         waiting_on = [dep for dep in release.depends_on if dep in blocked]
         if waiting_on:
-            blocked.add(release.name)
-            held.append(Hold(release.name, release.namespace, _waiting(waiting_on)))
+            gave_up = any(blocked[dep] for dep in waiting_on)
+            blocked[release.name] = gave_up
+            held.append(Hold(release.name, release.namespace, _waiting(waiting_on), gave_up))
             continue
         step = _plan_release(
             release, observed.get(key), desired.policy, now, failures.get(key), options
         )
         if isinstance(step, Hold):
-            blocked.add(release.name)
+            blocked[release.name] = step.gave_up
             held.append(step)
         elif step:
             acting = {a.release for a in actions}

@@ -143,6 +143,22 @@ def test_failure_at_the_same_digest_waits_for_backoff_then_retries_then_gives_up
     assert [a.kind for a in forced.actions] == ["upgrade"]
 
 
+def test_a_release_waiting_on_one_that_gave_up_has_given_up_too() -> None:
+    api = release()
+    web = release("web", deps=("api",))
+    policy = Policy(retries=1, retry_backoff_seconds=60)
+
+    def held_after(*failed_at: datetime) -> dict[str, bool]:
+        revisions = tuple((n, "failed", api.digest, at) for n, at in enumerate(failed_at, 4))
+        observed = {("apps", "api"): state(revisions=revisions)}
+        result = plan(desired(api, web, policy=policy), observed, NOW)
+        return {h.release: h.gave_up for h in result.held}
+
+    assert held_after(NOW - timedelta(seconds=30)) == {"api": False, "web": False}
+    two_hours_ago = NOW - timedelta(hours=2)
+    assert held_after(two_hours_ago, two_hours_ago) == {"api": True, "web": True}
+
+
 def test_remembered_failure_holds_after_helm_history_is_gone() -> None:
     rel = release()
     memory = {("apps", "api"): Failure(rel.digest, 3, NOW - timedelta(minutes=1))}
@@ -324,8 +340,8 @@ def test_namespaced_mode_holds_a_release_declared_outside_its_namespaces() -> No
         ),
         ("worker", "waiting for api (held this pass)"),
     ]
-    assert [h.gave_up for h in result.held] == [True, False], (
-        "only a change of --namespaces lifts the first; the second waits on it"
+    assert [h.gave_up for h in result.held] == [True, True], (
+        "only a change of --namespaces lifts the first, and so the second that waits on it"
     )
 
 
