@@ -15,7 +15,8 @@ from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
-from reconciler.errors import ReconcilerError
+from reconciler import scratch
+from reconciler.errors import HelmError, ReconcilerError
 from reconciler.helm import Helm
 from reconciler.model import ChartRef
 from reconciler.plan import Action
@@ -25,12 +26,13 @@ class SharedCharts:
     """Pulls each chart needed by two or more actions once, on first use, into a folder
     that lives as long as the pass."""
 
-    def __init__(self, helm: Helm, actions: Iterable[Action]) -> None:
+    def __init__(self, helm: Helm, actions: Iterable[Action], timeout_seconds: int = 300) -> None:
         uses = Counter(
             a.desired.chart for a in actions if a.desired and a.kind in ("install", "upgrade")
         )
         self._shared = {chart for chart, count in uses.items() if count > 1}
         self._helm = helm
+        self._timeout_seconds = timeout_seconds
         self._folder: Path | None = None
         self._locks = {chart: threading.Lock() for chart in self._shared}
         self._pulled: dict[ChartRef, Path | ReconcilerError] = {}
@@ -50,7 +52,7 @@ class SharedCharts:
                 self._pulled[chart] = self._pull(chart)
             pulled = self._pulled[chart]
         if isinstance(pulled, ReconcilerError):
-            raise pulled
+            raise HelmError(str(pulled))  # a fresh one per release: each thread raises its own
         return pulled
 
     def close(self) -> None:
@@ -66,12 +68,12 @@ class SharedCharts:
     def _pull(self, chart: ChartRef) -> Path | ReconcilerError:
         into = Path(tempfile.mkdtemp(prefix="chart-", dir=self._root()))
         try:
-            return self._helm.pull(chart, into)
+            return self._helm.pull(chart, into, self._timeout_seconds)
         except ReconcilerError as error:
             return error
 
     def _root(self) -> Path:
         with self._folder_lock:
             if self._folder is None:
-                self._folder = Path(tempfile.mkdtemp(prefix="reconciler-charts-"))
+                self._folder = scratch.make("charts")
             return self._folder

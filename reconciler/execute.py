@@ -79,7 +79,7 @@ def execute(
     """Run every job; `proceed` returns a reason to start no further job (shutdown, lost lease)."""
 
     jobs = jobs_of(plan.actions)
-    charts = SharedCharts(helm, plan.actions)
+    charts = SharedCharts(helm, plan.actions, policy.timeout_seconds)
     runner = _Runner(
         helm, policy, plan, mask, latest_revision, _once_each(ensure_namespace), charts
     )

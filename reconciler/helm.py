@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import tempfile
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from reconciler import proc
+from reconciler import proc, scratch
 from reconciler.errors import CommandError, HelmError
 from reconciler.model import (
     LABEL_DIGEST,
@@ -149,10 +148,11 @@ class Helm:
         argv += ["--timeout", f"{policy.timeout_seconds}s"]
         self._run(argv, policy.timeout_seconds)
 
-    def pull(self, chart: ChartRef, into: Path) -> Path:
+    def pull(self, chart: ChartRef, into: Path, timeout_seconds: int) -> Path:
         """Download a chart archive once, for several releases to install from."""
 
-        self._run(["pull", *self._chart_args(chart), "--destination", str(into)], 300)
+        argv = ["pull", *self._chart_args(chart), "--destination", str(into)]
+        self._run(argv, timeout_seconds)
         archives = list(into.glob("*.tgz"))
         if len(archives) != 1:
             raise HelmError(
@@ -198,7 +198,7 @@ class Helm:
 
 @contextmanager
 def _values_file(values: Mapping[str, object]) -> Iterator[Path]:
-    folder = Path(tempfile.mkdtemp(prefix="reconciler-values-"))
+    folder = scratch.make("values")
     try:
         path = folder / "values.yaml"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -12,7 +12,6 @@ import base64
 import hashlib
 import re
 import shlex
-import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from typing import Protocol
 
 import git
 
+from reconciler import scratch
 from reconciler.errors import GitError
 
 DEEPEN_STEPS, DEEPEN_BY = 5, 20  # look back at most 100 commits for deployment trailers
@@ -102,7 +102,7 @@ class GitSource:
 
     def __post_init__(self) -> None:
         if self.workdir is None:
-            self.workdir = Path(tempfile.mkdtemp(prefix="reconciler-repo-"))
+            self.workdir = scratch.make("repo")
 
     @property
     def checkout(self) -> Path:

@@ -7,12 +7,12 @@ import json
 import os
 import re
 import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reconciler import scratch
 from reconciler.commands.gitflags import add_credential_flags, credentials_from_args
 from reconciler.errors import UsageError
 from reconciler.execute import Outcome
@@ -152,7 +152,7 @@ def connect(kubeconfig: str | None, context: str | None) -> tuple[Kube, str | No
     """The API client, and the kubeconfig helm should use (made from the service account in a Pod)."""
 
     if not kubeconfig and in_cluster():
-        kubeconfig = in_cluster_kubeconfig(Path(tempfile.mkdtemp(prefix="reconciler-kube-")))
+        kubeconfig = in_cluster_kubeconfig(scratch.make("kube"))
     return Kube.connect(kubeconfig, context), kubeconfig
 
 

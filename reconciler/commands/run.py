@@ -11,7 +11,7 @@ import time
 from types import FrameType
 from typing import Any
 
-from reconciler import log
+from reconciler import log, scratch
 from reconciler.commands import common
 from reconciler.commands.engine import STATUS_NAMESPACE, engine_for
 from reconciler.commands.gitflags import read_secret
@@ -131,6 +131,9 @@ class Reporter:
 
 def run(args: argparse.Namespace) -> int:
     log.setup(args.log_format)
+    swept = scratch.sweep_orphans()  # before wiring makes this process's own folders
+    if swept:
+        log.info("removed scratch folders of an earlier process", folders=len(swept))
     wiring = common.wiring(args)
     engine = engine_for(wiring)
     metrics = Metrics()

@@ -29,7 +29,7 @@ class PullRecorder:
         self.fail = fail
         self.lock = threading.Lock()
 
-    def pull(self, chart: ChartRef, into: Path) -> Path:
+    def pull(self, chart: ChartRef, into: Path, timeout_seconds: int) -> Path:
         time.sleep(0.01)  # long enough for concurrent callers to overlap
         with self.lock:
             self.pulled.append(chart)
