@@ -60,6 +60,9 @@ def file_for_ssh(path: str | None, flag: str) -> str | None:
         return None
     if "\n" in path or "PRIVATE KEY" in path:
         raise UsageError(f"{flag} takes the path of a file, not the file's content")
+    if "\t" in path or "${" in path:
+        # ssh ends the option at a tab and expands ${VAR}; neither can be escaped.
+        raise UsageError(f"{flag} {path!r}: ssh cannot take a path with a tab or '${{'; move it")
     try:
         Path(path).expanduser().open("rb").close()
     except OSError as error:
