@@ -551,6 +551,35 @@ class Testbed:
         path.chmod(0o600)
         return path
 
+    def aggregate_cluster_roles(self) -> None:
+        """Fill the aggregated ClusterRoles (admin, edit, view) as a real cluster's
+        controller-manager does; the testbed runs none, so they start empty."""
+
+        path = "/apis/rbac.authorization.k8s.io/v1/clusterroles"
+        roles = {r["metadata"]["name"]: r for r in self.admin.call("GET", path)["items"]}
+        aggregated = {
+            name: selectors
+            for name, role in roles.items()
+            if (selectors := (role.get("aggregationRule") or {}).get("clusterRoleSelectors"))
+        }
+        # Aggregates nest (edit is part of admin), so repeat until nothing changes.
+        for _ in range(len(aggregated) + 1):
+            changed = False
+            for name, selectors in aggregated.items():
+                rules = [
+                    rule
+                    for other_name, other in sorted(roles.items())
+                    if other_name != name and any(_matches(other, s) for s in selectors)
+                    for rule in other.get("rules") or []
+                ]
+                if rules != (roles[name].get("rules") or []):
+                    roles[name] = {**roles[name], "rules": rules}
+                    changed = True
+            if not changed:
+                break
+        for name in aggregated:
+            self.admin.call("PUT", f"{path}/{name}", roles[name])
+
     def wait_until_allowed(
         self,
         namespace: str,
@@ -698,3 +727,8 @@ def started(workdir: Path, **kwargs: Any) -> Iterator[Testbed]:
         yield bed
     finally:
         bed.stop()
+
+
+def _matches(role: Mapping[str, Any], selector: Mapping[str, Any]) -> bool:
+    labels = role["metadata"].get("labels") or {}
+    return all(labels.get(k) == v for k, v in (selector.get("matchLabels") or {}).items())

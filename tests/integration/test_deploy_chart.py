@@ -293,9 +293,10 @@ def test_namespaced_mode_has_no_cluster_scoped_rbac_and_one_role_set_per_namespa
     assert _env(container)["RECONCILER_NAMESPACES"] == "apps,team-b"
 
 
-def test_namespaced_cluster_admin_mode_binds_it_inside_each_namespace_only(
+def test_namespaced_cluster_admin_mode_binds_admin_inside_each_namespace_only(
     render_documents: Callable[..., list[dict[str, Any]]],
 ) -> None:
+    """cluster-admin through a RoleBinding would let a chart patch the Namespace object."""
     rbac = {**NAMESPACED, "managedResources": {"mode": "cluster-admin"}}
     documents = render_documents(rbac=rbac)
     assert not {d["kind"] for d in documents} & {"ClusterRole", "ClusterRoleBinding"}
@@ -304,7 +305,41 @@ def test_namespaced_cluster_admin_mode_binds_it_inside_each_namespace_only(
     assert set(bindings) == {"apps", "team-b"}
     for binding in bindings.values():
         assert binding["roleRef"]["kind"] == "ClusterRole"
-        assert binding["roleRef"]["name"] == "cluster-admin"
+        assert binding["roleRef"]["name"] == "admin"
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        {"apiGroups": [""], "resources": ["*"], "verbs": ["get"]},
+        {"apiGroups": [""], "resources": ["namespaces/finalize"], "verbs": ["update"]},
+        {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles"], "verbs": ["bind"]},
+        {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles"], "verbs": ["*"]},
+        {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["impersonate"]},
+    ],
+)
+def test_namespaced_custom_rules_that_reach_beyond_a_namespace_are_refused(
+    helm_exe: Path, tmp_path: Path, rule: dict[str, Any]
+) -> None:
+    rbac = {**NAMESPACED, "managedResources": {"mode": "custom", "rules": [rule]}}
+    result = _helm(
+        helm_exe, "template", "rc", values=_merge(REQUIRED, {"rbac": rbac}), tmp_path=tmp_path
+    )
+    assert result.returncode != 0
+    assert "cannot be confined to rbac.namespaces" in result.stderr
+
+
+def test_namespaced_mode_refuses_the_reconcilers_own_and_the_clusters_namespaces(
+    helm_exe: Path, tmp_path: Path
+) -> None:
+    own = _merge(REQUIRED, {"rbac": {"namespaces": ["apps", "reconciler"]}})
+    result = _helm(helm_exe, "template", "rc", values=own, tmp_path=tmp_path)
+    assert result.returncode != 0
+    assert "reconciler is the reconciler's own namespace" in result.stderr
+    system = _merge(REQUIRED, {"rbac": {"namespaces": ["kube-system"]}})
+    result = _helm(helm_exe, "template", "rc", values=system, tmp_path=tmp_path)
+    assert result.returncode != 0
+    assert "/rbac/namespaces/0" in result.stderr
 
 
 def test_namespaced_custom_rules_leave_out_what_a_role_cannot_confine(
@@ -507,6 +542,7 @@ def test_namespaced_mode_grants_rights_in_the_listed_namespaces_only(
 ) -> None:
     listed = [testbed.create_namespace(f"{namespace}-{tag}") for tag in ("a", "b")]
     other = testbed.create_namespace(f"{namespace}-c")
+    testbed.aggregate_cluster_roles()  # `admin`, which mode cluster-admin binds here
     sa = None
     try:
         rbac = {"namespaces": listed, "managedResources": {"mode": mode}}
@@ -527,10 +563,9 @@ def test_namespaced_mode_grants_rights_in_the_listed_namespaces_only(
         assert not _can(sa, "create", "deployments", "apps", namespace=other)
         assert not _can(sa, "create", "namespaces")
         assert not _can(sa, "delete", "nodes")
-        if mode == "custom":
-            # A Role naming `namespaces` would let helm relabel its own namespace.
-            name = listed[0]
-            assert not _can(sa, "patch", "namespaces", namespace=name, name=name)
+        # Patching the Namespace object would let a chart relabel its Pod Security level.
+        name = listed[0]
+        assert not _can(sa, "patch", "namespaces", namespace=name, name=name)
     finally:
         if sa is not None:
             sa.close()
