@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+from envrepo import EnvRepo
 
 from reconciler.main import main
 
@@ -20,95 +20,6 @@ REGISTRY = "oci://registry.example.com/charts"
 REF_A = "1111111111111111111111111111111111111111"
 REF_B = "2222222222222222222222222222222222222222"
 REF_C = "0123456789abcdef0123456789abcdef01234567"
-
-
-class EnvRepo:
-    """An environments repo in a fresh git repository, written file by file."""
-
-    def __init__(self, path: Path, subdir: str = "") -> None:
-        self.top = path
-        self.root = path / subdir if subdir else path
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.git("init", "-q", "-b", "main")
-        self.git("config", "user.email", "ci@example.com")
-        self.git("config", "user.name", "CI")
-        self.git("config", "commit.gpgsign", "false")
-
-    def git(self, *args: str) -> str:
-        done = subprocess.run(
-            ["git", *args], cwd=self.top, check=True, capture_output=True, text=True
-        )
-        return done.stdout.strip()
-
-    def git_input(self, args: list[str], text: str) -> str:
-        done = subprocess.run(
-            ["git", *args], cwd=self.top, input=text, check=True, capture_output=True, text=True
-        )
-        return done.stdout.strip()
-
-    def write(self, rel: str, document: dict[str, Any]) -> None:
-        path = self.root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
-
-    def project(
-        self,
-        name: str,
-        *,
-        values: dict[str, Any] | None = None,
-        depends_on: list[str] | None = None,
-        namespace: str | None = None,
-    ) -> None:
-        doc: dict[str, Any] = {
-            "apiVersion": "reconciler/v1",
-            "kind": "Project",
-            "name": name,
-            "namespace": namespace or name,
-            "chart": {"repository": REGISTRY, "name": name},
-        }
-        if depends_on:
-            doc["dependsOn"] = depends_on
-        if values is not None:
-            doc["values"] = values
-        self.write(f"projects/{name}.yaml", doc)
-
-    def installation(self, name: str, *, values: dict[str, Any] | None = None) -> None:
-        doc: dict[str, Any] = {"apiVersion": "reconciler/v1", "kind": "Installation", "name": name}
-        if values is not None:
-            doc["values"] = values
-        self.write(f"installations/{name}/installation.yaml", doc)
-
-    def release(
-        self,
-        installation: str,
-        name: str,
-        project: str | None = None,
-        *,
-        ref: str | None = REF_A,
-        version: str | None = None,
-        values: dict[str, Any] | None = None,
-    ) -> None:
-        doc: dict[str, Any] = {
-            "apiVersion": "reconciler/v1",
-            "kind": "Release",
-            "name": name,
-            "project": project or name,
-        }
-        if version is not None:
-            doc["version"] = version
-        else:
-            doc["ref"] = ref
-        if values is not None:
-            doc["values"] = values
-        self.write(f"installations/{installation}/releases/{name}.yaml", doc)
-
-    def remove(self, rel: str) -> None:
-        (self.root / rel).unlink()
-
-    def commit(self, message: str) -> str:
-        self.git("add", "-A")
-        self.git("commit", "-q", "--allow-empty", "-m", message)
-        return self.git("rev-parse", "HEAD")
 
 
 def run_diff(repo: EnvRepo, *args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -141,16 +52,18 @@ def by_name(items: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 def repo(tmp_path: Path) -> EnvRepo:
     """prod and staging run api (depends on db) and db; commit 1 on main."""
 
-    env = EnvRepo(tmp_path / "envs")
-    env.project("db", values={"persistence": {"size": "1Gi"}})
+    env = EnvRepo.local(tmp_path / "envs", REGISTRY)
+    env.project("db", namespace="db", chart="db", values={"persistence": {"size": "1Gi"}})
     env.project(
         "api",
-        depends_on=["db"],
+        namespace="api",
+        chart="api",
+        depends_on=("db",),
         values={"replicas": 1, "image": {"repository": "example/api", "tag": "latest"}},
     )
     for inst in ("prod", "staging"):
         env.installation(inst)
-        env.release(inst, "api")
+        env.release(inst, "api", ref=REF_A)
         env.release(inst, "db", version="15.2.0")
     env.commit("initial")
     return env
@@ -194,7 +107,7 @@ def test_version_bump(repo: EnvRepo, capsys: pytest.CaptureFixture[str]) -> None
 
 
 def test_added_and_removed_releases(repo: EnvRepo, capsys: pytest.CaptureFixture[str]) -> None:
-    repo.project("worker")
+    repo.project("worker", namespace="worker", chart="worker")
     repo.release("staging", "worker", ref=REF_C)
     repo.remove("installations/staging/releases/db.yaml")
     repo.commit("add worker, drop db from staging")
@@ -223,18 +136,22 @@ def test_added_and_removed_releases(repo: EnvRepo, capsys: pytest.CaptureFixture
 def test_project_default_change_fans_out(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    repo = EnvRepo(tmp_path / "envs")
-    repo.project("api", values={"replicas": 1, "log": {"level": "info"}})
-    repo.project("web")
+    repo = EnvRepo.local(tmp_path / "envs", REGISTRY)
+    repo.project(
+        "api", namespace="api", chart="api", values={"replicas": 1, "log": {"level": "info"}}
+    )
+    repo.project("web", namespace="web", chart="web")
     for inst in ("dev", "stage", "prod-eu", "prod-us"):
         repo.installation(inst, values={"replicas": 3} if inst == "prod-us" else None)
     for inst in ("dev", "stage", "prod-eu", "prod-us"):
-        repo.release(inst, "api")
-    repo.release("dev", "web")
+        repo.release(inst, "api", ref=REF_A)
+    repo.release("dev", "web", ref=REF_A)
     repo.installation("edge")
-    repo.release("edge", "web")
+    repo.release("edge", "web", ref=REF_A)
     repo.commit("initial")
-    repo.project("api", values={"replicas": 2, "log": {"level": "debug"}})
+    repo.project(
+        "api", namespace="api", chart="api", values={"replicas": 2, "log": {"level": "debug"}}
+    )
     repo.commit("api defaults: 2 replicas, debug logs")
 
     doc = diff_json(repo, "--base", "HEAD~1", capsys=capsys)
@@ -265,6 +182,7 @@ def test_value_key_changes(repo: EnvRepo, capsys: pytest.CaptureFixture[str]) ->
     repo.release(
         "prod",
         "api",
+        ref=REF_A,
         values={
             "image": {"tag": "v2"},
             "resources": {"limits": {"cpu": "500m"}},
@@ -276,6 +194,7 @@ def test_value_key_changes(repo: EnvRepo, capsys: pytest.CaptureFixture[str]) ->
     repo.release(
         "prod",
         "api",
+        ref=REF_A,
         values={
             "image": {"tag": "v3"},
             "resources": {"limits": {"cpu": "1", "memory": "1Gi"}},
@@ -333,15 +252,15 @@ def test_installation_added_and_removed(repo: EnvRepo, capsys: pytest.CaptureFix
 
 
 def test_markdown_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    repo = EnvRepo(tmp_path / "envs")
-    repo.project("api", values={"replicas": 1})
+    repo = EnvRepo.local(tmp_path / "envs", REGISTRY)
+    repo.project("api", namespace="api", chart="api", values={"replicas": 1})
     for inst in ("a", "b", "c"):
         repo.installation(inst)
-        repo.release(inst, "api")
+        repo.release(inst, "api", ref=REF_A)
     repo.installation("d")
-    repo.release("d", "api", values={"note": "x|<b>y</b>"})
+    repo.release("d", "api", ref=REF_A, values={"note": "x|<b>y</b>"})
     repo.commit("initial")
-    repo.project("api", values={"replicas": 2})
+    repo.project("api", namespace="api", chart="api", values={"replicas": 2})
     repo.release("d", "api", ref=REF_B, values={"note": "z|<i>w</i>"})
     repo.commit("change")
 
@@ -366,12 +285,12 @@ def test_markdown_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
 
 
 def test_markdown_folds_long_tables(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    repo = EnvRepo(tmp_path / "envs")
+    repo = EnvRepo.local(tmp_path / "envs", REGISTRY)
     repo.installation("big")
     repo.commit("empty installation")
     for i in range(12):
-        repo.project(f"svc{i}")
-        repo.release("big", f"svc{i}")
+        repo.project(f"svc{i}", namespace=f"svc{i}", chart=f"svc{i}")
+        repo.release("big", f"svc{i}", ref=REF_A)
     repo.commit("twelve services")
 
     code, out, _ = run_diff(repo, "--base", "HEAD~1", "-o", "markdown", capsys=capsys)
@@ -409,7 +328,7 @@ def test_json_output_through_the_cli(repo: EnvRepo) -> None:
 
 
 def test_invalid_head_reports_problems(repo: EnvRepo) -> None:
-    repo.release("prod", "api", project="no-such-project")
+    repo.release("prod", "api", project="no-such-project", ref=REF_A)
     repo.commit("typo")
 
     done = cli("diff", "--base", "HEAD~1", "--head", "HEAD", ".", cwd=repo.root)
@@ -446,9 +365,9 @@ def test_invalid_yaml_in_the_working_tree(repo: EnvRepo) -> None:
 
 
 def test_invalid_base_is_a_warning(repo: EnvRepo, capsys: pytest.CaptureFixture[str]) -> None:
-    repo.release("prod", "api", project="no-such-project")
+    repo.release("prod", "api", project="no-such-project", ref=REF_A)
     repo.commit("broken")
-    repo.release("prod", "api")
+    repo.release("prod", "api", ref=REF_A)
     repo.commit("fixed")
 
     code, out, err = run_diff(repo, "--base", "HEAD~1", "-o", "json", capsys=capsys)
@@ -518,7 +437,7 @@ def test_default_base_on_a_branch_is_the_merge_base(
     repo.release("staging", "api", ref=REF_B)
     repo.commit("promote api to staging")
     repo.git("checkout", "-q", "main")
-    repo.project("db", values={"persistence": {"size": "5Gi"}})
+    repo.project("db", namespace="db", chart="db", values={"persistence": {"size": "5Gi"}})
     repo.commit("main moves on")
     repo.git("checkout", "-q", "promote-api")
 
@@ -536,10 +455,10 @@ def test_default_base_on_a_branch_is_the_merge_base(
 
 
 def test_first_commit_is_all_added(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    repo = EnvRepo(tmp_path / "envs")
-    repo.project("api")
+    repo = EnvRepo.local(tmp_path / "envs", REGISTRY)
+    repo.project("api", namespace="api", chart="api")
     repo.installation("prod")
-    repo.release("prod", "api")
+    repo.release("prod", "api", ref=REF_A)
     repo.commit("initial")
 
     doc = diff_json(repo, capsys=capsys)
@@ -554,11 +473,11 @@ def test_first_commit_is_all_added(tmp_path: Path, capsys: pytest.CaptureFixture
 
 
 def test_environments_in_a_subfolder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    repo = EnvRepo(tmp_path / "monorepo", subdir="deploy/environments")
+    repo = EnvRepo.local(tmp_path / "monorepo", REGISTRY, subdir="deploy/environments")
     (repo.top / "src.txt").write_text("application code\n")
-    repo.project("api")
+    repo.project("api", namespace="api", chart="api")
     repo.installation("prod")
-    repo.release("prod", "api")
+    repo.release("prod", "api", ref=REF_A)
     repo.commit("initial")
     repo.release("prod", "api", ref=REF_B)
     (repo.top / "src.txt").write_text("changed\n")
@@ -605,10 +524,10 @@ def test_symlink_inside_the_repo_reads_alike_at_a_commit_and_on_disk(
 
 def test_crafted_tree_cannot_write_outside(repo: EnvRepo, tmp_path: Path) -> None:
     # `git mktree` accepts a tree entry named "..", which no checkout would.
-    blob = repo.git_input(["hash-object", "-w", "--stdin"], "apiVersion: reconciler/v1\n")
-    inner = repo.git_input(["mktree"], f"100644 blob {blob}\tescaped.yaml\n")
-    evil = repo.git_input(["mktree"], f"040000 tree {inner}\t..\n")
-    top = repo.git_input(["mktree"], f"040000 tree {evil}\tprojects\n")
+    blob = repo.git("hash-object", "-w", "--stdin", stdin="apiVersion: reconciler/v1\n")
+    inner = repo.git("mktree", stdin=f"100644 blob {blob}\tescaped.yaml\n")
+    evil = repo.git("mktree", stdin=f"040000 tree {inner}\t..\n")
+    top = repo.git("mktree", stdin=f"040000 tree {evil}\tprojects\n")
     commit = repo.git("commit-tree", "-p", "HEAD", "-m", "crafted", top)
 
     done = cli("diff", "--base", "HEAD", "--head", commit, ".", cwd=repo.root)

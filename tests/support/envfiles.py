@@ -79,11 +79,12 @@ GIT_ENV = {
 }
 
 
-def git(cwd: Path, *args: str) -> str:
+def git(cwd: Path, *args: str, stdin: str | None = None) -> str:
     done = subprocess.run(
         ["git", *args],
         cwd=cwd,
         env={**os.environ, **GIT_ENV},
+        input=stdin,
         capture_output=True,
         text=True,
         check=True,

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import yaml
 
+from tests.envrepo import dump, installation_document, project_document
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "seed",
@@ -96,26 +98,20 @@ class Seed:
 
 
 def project_file(name: str) -> str:
-    return yaml.safe_dump(
-        {
-            "apiVersion": "reconciler/v1",
-            "kind": "Project",
-            "name": name,
-            "namespace": name,
-            "chart": {"repository": "oci://registry.example/charts", "name": name},
-        },
-        sort_keys=False,
+    return dump(
+        project_document(
+            name, namespace=name, chart_repository="oci://registry.example/charts", chart=name
+        )
     )
 
 
 def installation_file(name: str, labels: Mapping[str, str]) -> str:
-    document = {"apiVersion": "reconciler/v1", "kind": "Installation", "name": name}
-    if labels:
-        document["labels"] = dict(labels)
-    return yaml.safe_dump(document, sort_keys=False)
+    return dump(installation_document(name, labels=dict(labels)))
 
 
 def release_file(name: str, project: str, ref: str, comment: str = "") -> str:
+    """Written out as text, not dumped: the comments in it are what promote must preserve."""
+
     head = f"# {comment}\n" if comment else ""
     return (
         f"{head}apiVersion: reconciler/v1\nkind: Release\nname: {name}\nproject: {project}\n"
