@@ -7,6 +7,7 @@ emptyDir across container restarts. `reconciler run` removes them when it starts
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import shutil
@@ -17,17 +18,25 @@ KINDS = ("values", "charts", "kube", "repo")
 _NAME = re.compile(rf"reconciler-({'|'.join(KINDS)})-(\d+)-\w+")
 
 
-def make(kind: str) -> Path:
-    """A new private folder for `kind` (one of KINDS) in the temp dir."""
+_made: set[str] = set()  # names of the folders this process made
 
-    return Path(tempfile.mkdtemp(prefix=f"reconciler-{kind}-{os.getpid()}-"))
+
+def make(kind: str, *, until_exit: bool = False) -> Path:
+    """A new private folder for `kind` (one of KINDS) in the temp dir; `until_exit` removes
+    it when the process ends (a clone or a kubeconfig kept for the process's life)."""
+
+    path = Path(tempfile.mkdtemp(prefix=f"reconciler-{kind}-{os.getpid()}-"))
+    _made.add(path.name)
+    if until_exit:
+        atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
 
 
 def sweep_orphans(root: Path | None = None) -> list[Path]:
     """Remove the scratch folders of processes that are gone.
 
-    Call it before this process makes any: a folder carrying our own PID then comes
-    from an earlier process that had it, as PID 1 of a restarted container does.
+    A folder with our own PID that this process did not make comes from an earlier
+    process that had the same PID, as PID 1 of a restarted container does.
     """
 
     removed = []
@@ -36,7 +45,8 @@ def sweep_orphans(root: Path | None = None) -> list[Path]:
         if not match or not path.is_dir() or path.is_symlink():
             continue
         pid = int(match.group(2))
-        if pid != os.getpid() and _alive(pid):
+        ours = pid == os.getpid()
+        if (ours and path.name in _made) or (not ours and _alive(pid)):
             continue
         shutil.rmtree(path, ignore_errors=True)
         removed.append(path)

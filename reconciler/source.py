@@ -102,7 +102,7 @@ class GitSource:
 
     def __post_init__(self) -> None:
         if self.workdir is None:
-            self.workdir = scratch.make("repo")
+            self.workdir = scratch.make("repo", until_exit=True)
 
     @property
     def checkout(self) -> Path:

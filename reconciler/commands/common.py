@@ -152,7 +152,7 @@ def connect(kubeconfig: str | None, context: str | None) -> tuple[Kube, str | No
     """The API client, and the kubeconfig helm should use (made from the service account in a Pod)."""
 
     if not kubeconfig and in_cluster():
-        kubeconfig = in_cluster_kubeconfig(scratch.make("kube"))
+        kubeconfig = in_cluster_kubeconfig(scratch.make("kube", until_exit=True))
     return Kube.connect(kubeconfig, context), kubeconfig
 
 

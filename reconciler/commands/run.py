@@ -131,10 +131,10 @@ class Reporter:
 
 def run(args: argparse.Namespace) -> int:
     log.setup(args.log_format)
-    swept = scratch.sweep_orphans()  # before wiring makes this process's own folders
+    wiring = common.wiring(args)
+    swept = scratch.sweep_orphans()
     if swept:
         log.info("removed scratch folders of an earlier process", folders=len(swept))
-    wiring = common.wiring(args)
     engine = engine_for(wiring)
     metrics = Metrics()
     events = (

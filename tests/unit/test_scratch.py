@@ -29,6 +29,10 @@ def test_orphans_go_and_live_processes_keep_theirs(tmp_path: Path) -> None:
     gone = [folder(tmp_path, "values", dead), folder(tmp_path, "charts", dead)]
     earlier_self = folder(tmp_path, "repo", os.getpid())  # a restarted PID 1, say
     kept = [folder(tmp_path, "values", parent)]
+    made = scratch.make("values")
+    made_here = tmp_path / made.name
+    made.rename(made_here)  # one this process made, moved under the swept root
+    kept.append(made_here)
     unrelated = tmp_path / "reconciler-promote-xyz"
     unrelated.mkdir()
     elsewhere = tmp_path / "other-values-1-abc"
@@ -57,3 +61,12 @@ def test_made_folders_carry_the_pid_and_are_private() -> None:
         assert (path.stat().st_mode & 0o777) == 0o700
     finally:
         path.rmdir()
+
+
+def test_a_folder_kept_for_the_process_goes_when_it_exits() -> None:
+    code = "from reconciler import scratch; print(scratch.make('repo', until_exit=True))"
+    made = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert made.startswith(str(Path(made).parent / "reconciler-repo-"))
+    assert not Path(made).exists()
