@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -198,3 +201,35 @@ __all__ = [
     "wait_for_log",
     "written_release",
 ]
+
+
+def daemon_log(world: World, name: str) -> Path:
+    return world.workdir / f"daemon-{name}.log"
+
+
+@contextmanager
+def daemon(
+    world: World,
+    *args: str,
+    name: str = "a",
+    spy: Path | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[subprocess.Popen[str]]:
+    env = {**world.env(), "POD_NAME": name, **(extra_env or {})}
+    if spy:
+        env["RECONCILER_HELM"] = str(spy)
+    logs = daemon_log(world, name).open("w")
+    process = subprocess.Popen(
+        world.cli_argv("run", "--interval", "0.5", "--log-format", "json", *args),
+        env=env, stdout=subprocess.DEVNULL, stderr=logs, text=True,
+    )  # fmt: skip
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        logs.close()

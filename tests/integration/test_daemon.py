@@ -6,7 +6,6 @@ import hashlib
 import hmac
 import http.client
 import signal
-import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -17,7 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from engine_world import World, helm_spy, log_entries, wait_for, wait_for_log, written_release
+from engine_world import (
+    World,
+    daemon,
+    daemon_log,
+    helm_spy,
+    log_entries,
+    wait_for,
+    wait_for_log,
+    written_release,
+)
 
 from reconciler.status import status_name
 
@@ -39,42 +47,21 @@ def get(url: str) -> tuple[int, str]:
         return 0, ""  # not listening yet, or a timeout or reset on a loaded machine
 
 
-def daemon_log(world: World, name: str) -> Path:
-    return world.workdir / f"daemon-{name}.log"
-
-
 def listening_url(world: World, name: str) -> str:
     """Where daemon `name`, started with `--listen 127.0.0.1:0`, serves."""
     entry = wait_for_log(daemon_log(world, name), "listening", timeout=60)
     return f"http://{entry['address']}"
 
 
-@contextmanager
-def daemon(
-    world: World,
-    *args: str,
-    name: str = "a",
-    spy: Path | None = None,
-    extra_env: dict[str, str] | None = None,
-) -> Iterator[subprocess.Popen[str]]:
-    env = {**world.env(), "POD_NAME": name, **(extra_env or {})}
-    if spy:
-        env["RECONCILER_HELM"] = str(spy)
-    logs = daemon_log(world, name).open("w")
-    process = subprocess.Popen(
-        world.cli_argv("run", "--interval", "0.5", "--log-format", "json", *args),
-        env=env, stdout=subprocess.DEVNULL, stderr=logs, text=True,
-    )  # fmt: skip
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        logs.close()
+def seconds_until_upgraded(world: World, release: str, since: float) -> float:
+    """Seconds from `since` until `release` runs chart 0.2.0."""
+
+    wait_for(
+        lambda: world.latest(release)["chart"] == "app-0.2.0",
+        timeout=LATENCY_BOUND + 30,
+        interval=0.5,
+    )
+    return time.monotonic() - since
 
 
 def two_releases(world: World) -> None:
@@ -235,12 +222,7 @@ def test_push_webhook_triggers_a_poll_at_once_and_checks_its_signature(world: Wo
         sent = time.monotonic()
         with urllib.request.urlopen(signed, timeout=30) as response:
             assert response.status == 202
-        wait_for(
-            lambda: world.latest("beta")["chart"] == "app-0.2.0",
-            timeout=LATENCY_BOUND + 30,
-            interval=0.5,
-        )
-        latency = time.monotonic() - sent
+        latency = seconds_until_upgraded(world, "beta", sent)
     assert latency < LATENCY_BOUND, (
         f"webhook to upgraded took {latency:.1f}s with a {SLOW_POLL}s poll interval"
     )
@@ -459,13 +441,7 @@ def test_a_local_folder_is_watched_and_converged_without_waiting_for_a_poll(worl
         wait_for(lambda: world.releases() == {"alpha": "deployed", "beta": "deployed"}, timeout=60)
         time.sleep(1)
         world.repo.release(world.installation, "alpha", version="0.2.0")
-        changed = time.monotonic()
-        wait_for(
-            lambda: world.latest("alpha")["chart"] == "app-0.2.0",
-            timeout=LATENCY_BOUND + 30,
-            interval=0.5,
-        )
-        latency = time.monotonic() - changed
+        latency = seconds_until_upgraded(world, "alpha", time.monotonic())
     assert latency < LATENCY_BOUND, (
         f"file change to upgraded took {latency:.1f}s with a {SLOW_POLL}s poll interval"
     )

@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 import pytest
-from engine_world import World, wait_for, wait_for_log, written_release
+from engine_world import World, daemon, daemon_log, wait_for, wait_for_log, written_release
 
 FAST_RETRY = {"retries": 0, "retryBackoffSeconds": 1, "timeoutSeconds": 60}
 
@@ -320,31 +320,18 @@ def test_invalid_commit_is_never_acted_on(world: World) -> None:
 def test_daemon_keeps_the_last_good_revision_and_converges_the_next(world: World) -> None:
     repo = world.repo
     three_releases(world)
-    log = world.workdir / "daemon.log"
-    with log.open("w") as stderr:  # a file, not a pipe nobody drains while the test waits
-        daemon = subprocess.Popen(
-            [*world.cli_argv("run", "--interval", "0.5", "--log-format", "json")],
-            env=world.env(), stdout=subprocess.DEVNULL, stderr=stderr, text=True,
-        )  # fmt: skip
-    try:
+    with daemon(world, name="engine") as process:
         wait_for(lambda: world.releases() == dict.fromkeys(("alpha", "beta", "gamma"), "deployed"))
         repo.release(world.installation, "alpha", project="missing", version="0.2.0")
         invalid = repo.commit("invalid")
         refused = "not acting on an invalid revision; keeping the last good one"
-        wait_for_log(log, refused, revision=invalid)
+        wait_for_log(daemon_log(world, "engine"), refused, revision=invalid)
         assert world.latest("alpha")["chart"] == "app-0.1.0"
         repo.release(world.installation, "alpha", version="0.2.0")
         repo.commit("fixed")
         wait_for(lambda: world.latest("alpha")["chart"] == "app-0.2.0", timeout=60)
-    finally:
-        daemon.send_signal(signal.SIGTERM)
-        try:
-            daemon.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-            daemon.wait()
-    logs = log.read_text()
-    assert daemon.returncode == 0
+    logs = daemon_log(world, "engine").read_text()
+    assert process.returncode == 0
     assert "not acting on an invalid revision" in logs
     assert "missing" in logs
 
