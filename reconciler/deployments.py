@@ -51,6 +51,7 @@ class DeploymentReporter:
             return
         states = result.states()
         gave_up = {(hold.namespace, hold.release) for hold in result.plan.held if hold.gave_up}
+        reasons = {(hold.namespace, hold.release): hold.reason for hold in result.plan.held}
         releases = desired_state(env, self.installation).releases
         still: list[tuple[str, trailers.Promotion]] = []
         for message, promotion in self.pending:
@@ -62,11 +63,23 @@ class DeploymentReporter:
                 still.append((message, promotion))
                 continue
             state, text = verdict
-            self._post(message, state, f"{promotion.project} {text} in {self.installation}")
+            why = _why_failed([reasons[key] for key in keys if key in reasons])
+            description = f"{promotion.project} {text} in {self.installation}{why}"
+            self._post(message, state, description)
         self.pending = still
 
     def _post(self, message: str, state: State, description: str) -> None:
         report_deployment(message, state, description, self.config, installation=self.installation)
+
+
+def _why_failed(reasons: list[str]) -> str:
+    """The first held release's reason, its last error first (GitHub shows 140 characters)."""
+
+    if not reasons:
+        return ""
+    reason = reasons[0]
+    head, _, last_error = reason.partition("; last error: ")
+    return f": {last_error or head}"
 
 
 def _verdict(states: list[str], gave_up: bool) -> tuple[State, str] | None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from reconciler import log
 from reconciler.errors import UsageError
+from reconciler.execute import count_results
 from reconciler.reconcile import PassResult
 
 TIMEOUT = 10.0
@@ -49,7 +50,7 @@ class Notifier:
 def summary(installation: str, result: PassResult) -> str:
     failed = result.failed
     head = ":x:" if failed else ":white_check_mark:"
-    counts = f"{len(result.outcomes) - len(failed)} succeeded, {len(failed)} failed"
+    counts = count_results(result.outcomes)
     lines = [f"{head} {installation} at {result.plan.revision[:12]}: {counts}"]
     for outcome in result.outcomes[:MAX_LINES]:
         lines.append(f"• {outcome.kind} {outcome.namespace}/{outcome.release}: {outcome.result}")
