@@ -9,7 +9,7 @@ import signal
 import tempfile
 import threading
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -172,13 +172,19 @@ def run_poll(args: argparse.Namespace) -> int:
 
 
 def _iso(text: str) -> str:
+    """`--since` as a UTC ISO 8601 time; a time without a zone is refused, not guessed."""
+
     try:
-        datetime.fromisoformat(text)
+        when = datetime.fromisoformat(text)
     except ValueError:
         raise UsageError(
             f"--since {text!r}: expected an ISO 8601 time, e.g. 2024-05-01T00:00:00Z"
         ) from None
-    return text
+    if when.tzinfo is None:
+        raise UsageError(
+            f"--since {text!r}: give a time zone, e.g. {when.isoformat()}Z (UTC) or +02:00"
+        )
+    return when.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 @contextlib.contextmanager

@@ -11,6 +11,7 @@ from typing import Any
 from reconciler.commands import pushing
 from reconciler.errors import UsageError
 from reconciler.promote import Request, Result
+from reconciler.terminal import for_terminal
 
 EPILOG = """\
 exit codes: 0 pushed, or nothing to do (the ref is already declared);
@@ -130,16 +131,21 @@ def print_result(request: Request, result: Result) -> None:
     where = ", ".join(result.installations)
     short = request.ref[:12]
     if result.status == "duplicate":
-        print(
+        _say(
             f"deployment {request.deployment_id} of {request.deployment_repository} was already"
             f" mirrored by commit {result.commit}: nothing to commit"
         )
         return
     if result.status == "unchanged":
-        print(f"{request.project} is already at {short} in {where}: nothing to commit")
+        _say(f"{request.project} is already at {short} in {where}: nothing to commit")
         return
     tries = f" after {result.attempts} attempts" if result.attempts > 1 else ""
-    print(f"promoted {request.project} to {short} in {where}: commit {result.commit}{tries}")
+    _say(f"promoted {request.project} to {short} in {where}: commit {result.commit}{tries}")
     for change in result.changes:
         was = f"  (was {change.previous})" if change.previous and change.action == "updated" else ""
-        print(f"  {change.action:9} {change.installation:20} {change.path}{was}")
+        _say(f"  {change.action:9} {change.installation:20} {change.path}{was}")
+
+
+def _say(text: str) -> None:
+    # Refs and paths come from the repo: shown, never obeyed by the terminal.
+    print(for_terminal(text))
