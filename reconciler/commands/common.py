@@ -13,7 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from reconciler import scratch
-from reconciler.commands.gitflags import add_credential_flags, credentials_from_args
+from reconciler.commands.gitflags import (
+    add_credential_flags,
+    credentials_from_args,
+    refuse_secrets_in_argv,
+)
 from reconciler.errors import UsageError
 from reconciler.excerpt import one_line
 from reconciler.execute import Outcome
@@ -130,6 +134,7 @@ def wiring(args: argparse.Namespace) -> Wiring:
         force_prune=args.force_prune,
         namespaces=parse_namespaces(args.namespaces),
     )
+    refuse_secrets_in_argv(args.repo)
     source = open_source(args.repo, args.branch, args.workdir, credentials_from_args(args))
     if isinstance(source, LocalSource) and not source.path.is_dir():
         raise UsageError(f"--repo {args.repo}: no such folder (give a git URL or a folder)")

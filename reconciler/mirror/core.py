@@ -122,6 +122,12 @@ class Mirror:
             return Outcome(
                 "ignored", f"task {deployment.task!r} is not mirrored ({', '.join(mapped.tasks)})"
             )
+        if mapped.ignores(deployment.environment):
+            return Outcome(
+                "ignored",
+                f"environment {deployment.environment!r} of {deployment.repository} is ignored"
+                " (ignoreEnvironments / unlistedEnvironments: ignore)",
+            )
         target = mapped.target(deployment.environment)
         if target is None:
             return self._rejected(
