@@ -10,6 +10,7 @@ a retry that succeeds (say, once a chart published late is there) posts `success
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -79,7 +80,11 @@ def _why_failed(reasons: list[str]) -> str:
         return ""
     reason = reasons[0]
     head, _, last_error = reason.partition("; last error: ")
-    return f": {last_error or head}"
+    # The command and helm's "INSTALLATION FAILED:" take room the cause needs.
+    return f": {_HELM_PREFIX.sub('', last_error) or head}"
+
+
+_HELM_PREFIX = re.compile(r"^`helm [^`]*` exited -?\d+: (?:[A-Z ]+ FAILED: )?")
 
 
 def _verdict(states: list[str], gave_up: bool) -> tuple[State, str] | None:

@@ -36,6 +36,7 @@ class Outcome:
     message: str
     seconds: float = 0.0
     digest: str | None = None
+    error: str = ""  # a failure's cause alone (masked, bounded), without what remediation did
 
     @property
     def key(self) -> Key:
@@ -203,7 +204,7 @@ class _Runner:
             remedy = self._remediate(last, message)
             return Outcome(
                 last.release, last.namespace, last.kind, "failed",
-                bounded(message + remedy), time.monotonic() - started, digest,
+                bounded(message + remedy), time.monotonic() - started, digest, bounded(message),
             )  # fmt: skip
         return Outcome(
             last.release, last.namespace, last.kind, "succeeded",

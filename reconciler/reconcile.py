@@ -57,7 +57,8 @@ class Memory:
             return
         known = self.failures.get(outcome.key)
         attempts = known.attempts + 1 if known and known.digest == outcome.digest else 1
-        self.failures[outcome.key] = Failure(outcome.digest, attempts, now, outcome.message)
+        cause = outcome.error or outcome.message
+        self.failures[outcome.key] = Failure(outcome.digest, attempts, now, cause)
 
 
 def load_revision(source: GitSource | LocalSource) -> Environments:
