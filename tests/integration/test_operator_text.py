@@ -137,8 +137,8 @@ def test_a_hostile_chart_gets_no_secret_value_into_any_output(
     outcomes = {o["release"]: o for o in applied["outcomes"]}
     assert {name: o["result"] for name, o in outcomes.items()} == dict.fromkeys(MODES, "failed")
     messages = {name: o["message"] for name, o in outcomes.items()}
-    assert_whole_causes(messages)
     assert_no_secret("apply -o json", json.dumps(applied) + stderr)
+    assert_whole_causes(messages)
 
     text = world.cli("apply", "--force-retry")
     assert text.returncode == 1
@@ -215,3 +215,56 @@ def test_daemon_reports_carry_whole_masked_errors(world: World, publish_chart: A
         world.testbed.admin.call("GET", f"/api/v1/namespaces/{world.namespace}/events")
     )
     assert_no_secret("Events", events)
+
+
+ESCAPE = "\x1b[2J\x1b[H\x1b[32mall releases in sync\x1b[0m\x07"
+
+
+@pytest.mark.helm3
+def test_terminal_output_escapes_what_the_repo_and_helm_print(
+    world: World, publish_chart: Any
+) -> None:
+    """plan, apply and status show escape sequences from values and helm errors, never obey
+    them; a success says what happened; a skipped release is not counted as failed."""
+
+    repository = publish_chart("hostile", "0.1.0").rsplit("/", 1)[0]
+    repo = world.repo
+    repo.project("ok", world.namespace)
+    repo.release(world.installation, "ok", version="0.1.0")
+    repo.project("base", world.namespace, values={"broken": True})
+    repo.release(world.installation, "base", version="0.1.0")
+    repo.project("top", world.namespace, depends_on=("base",))
+    repo.release(world.installation, "top", version="0.1.0")
+    repo.chart_repository = repository
+    repo.project("esc", world.namespace, chart="hostile")
+    echoed = {"mode": "fail", "password": "p", "pem": ESCAPE, "token": "t", "unicode": "u"}
+    repo.release(world.installation, "esc", version="0.1.0", values=echoed)
+    repo.installation(world.installation, policy=POLICY)
+    repo.commit("one good, one broken, one waiting on it, one printing escapes")
+
+    code, applied, stderr = world.apply()
+    assert code == 1, stderr
+    outcomes = {o["release"]: o for o in applied["outcomes"]}
+    assert outcomes["ok"]["result"] == "succeeded"
+    assert outcomes["ok"]["message"] == "installed app 0.1.0", "what happened, not why"
+    assert outcomes["top"]["result"] == "skipped"
+    assert "\x1b[2J" in outcomes["esc"]["message"], "JSON keeps the text as it is, escaped by JSON"
+
+    text = world.cli("apply", "--force-retry")
+    assert text.returncode == 1
+    shown = text.stdout + text.stderr
+    assert "0 succeeded, 2 failed, 1 skipped" in text.stdout
+    assert "\x1b" not in shown
+    assert "\x07" not in shown
+    assert "\\e[2J\\e[H" in text.stdout, "the sequence is shown, not obeyed"
+
+    status = world.cli("status")
+    assert "\x1b" not in status.stdout + status.stderr
+    assert "\\e[2J" in status.stdout
+
+    repo.release(world.installation, "ok", version="0.1.0", values={ESCAPE: 1})
+    repo.commit("a value key with escapes")
+    plan = world.cli("plan")
+    assert plan.returncode == 2, plan.stderr
+    assert "\x1b" not in plan.stdout + plan.stderr
+    assert "values changed: \\e[2J" in plan.stdout
