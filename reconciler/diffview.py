@@ -272,13 +272,15 @@ def _limit(head: str, body: str) -> str:
 
 def render_invalid_markdown(rev: Revision) -> str:
     count = len(rev.problems)
-    shown = [html.escape(p.render()) for p in rev.problems[:MAX_PROBLEMS_SHOWN]]
+    shown = [printable(p.render()) for p in rev.problems[:MAX_PROBLEMS_SHOWN]]
     if count > MAX_PROBLEMS_SHOWN:
         shown.append(f"... and {count - MAX_PROBLEMS_SHOWN} more: run `reconciler validate`")
     listing = "\n".join(shown)
+    # A fenced code block shows its lines literally; its fence outruns any backticks inside.
+    fence = "`" * max([3, *(len(run) + 1 for run in _BACKTICKS.findall(listing))])
     return (
         "## reconciler diff\n\n"
         f"**The head revision {code(revision_text(rev))} is invalid** "
         f"({count} problem{_s(count)}); nothing to compare.\n\n"
-        f"<pre>\n{listing}\n</pre>\n"
+        f"{fence}text\n{listing}\n{fence}\n"
     )
