@@ -24,8 +24,11 @@ from functools import cached_property
 MASK = "***"
 MIN_LENGTH = 4  # shorter strings would mask ordinary words (and are no secret worth the name)
 WHOLE_WORD_BELOW = 8  # values shorter than this are masked only as whole words
-# A short value counts as a whole word unless it touches one of these on either side.
+# A short value counts as a whole word unless it touches one of these: `r-demo`,
+# `templates/demo.yaml` and `demonstrate` keep `demo`; a full stop ending a sentence does not.
 _WORD = r"[\w.\-/+]"
+_BEFORE = r"(?<![\w.\-/+])"
+_AFTER = r"(?![\w\-/+]|\.\w)"
 
 Encoder = Callable[[str], str]
 
@@ -167,8 +170,8 @@ def _alternative(form: str) -> str:
     escaped = re.escape(form)
     if len(form) >= WHOLE_WORD_BELOW:
         return escaped
-    before = f"(?<!{_WORD})" if re.match(_WORD, form[0]) else ""
-    after = f"(?!{_WORD})" if re.match(_WORD, form[-1]) else ""
+    before = _BEFORE if re.match(_WORD, form[0]) else ""
+    after = _AFTER if re.match(_WORD, form[-1]) else ""
     return f"{before}{escaped}{after}"
 
 

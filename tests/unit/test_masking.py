@@ -60,9 +60,9 @@ def test_every_encoding_of_a_secret_value_is_masked(form: str) -> None:
 
 
 def test_short_values_are_masked_as_words_only() -> None:
-    text = "`helm install r-demo` exited 1: pin=demo, templates/demo.yaml, demonstrate, demo"
+    text = "`helm install r-demo` exited 1: pin=demo, templates/demo.yaml, demonstrate, got demo."
     assert MASK(text) == (
-        "`helm install r-demo` exited 1: pin=***, templates/demo.yaml, demonstrate, ***"
+        "`helm install r-demo` exited 1: pin=***, templates/demo.yaml, demonstrate, got ***."
     )
 
 
