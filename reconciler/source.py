@@ -27,6 +27,7 @@ from reconciler.errors import GitError, UsageError
 DEEPEN_STEPS, DEEPEN_BY = 5, 20  # look back at most 100 commits for deployment trailers
 # Everything between `scheme://` and the LAST `@` before the path: a password may hold `@`.
 USERINFO = re.compile(r"(?<=://)[^/\s]*@")
+TOKEN_LIKE = 20  # characters: a URL user name this long is taken for a token
 # Values in a URL's query string (`?access_token=...`): shown as *** in every message.
 QUERY_VALUE = re.compile(r"(?<=[?&;])([^=&#\s]+)=[^&#\s]*")
 
@@ -62,8 +63,7 @@ class Credentials:
         userinfo, _, host = parts.netloc.rpartition("@")
         user, _, password = userinfo.partition(":")
         clean = urlunsplit((parts.scheme, host, parts.path, "", parts.fragment))
-        if not password:
-            return clean, self
+        # `https://TOKEN@host/` (a token as the user name, GitHub's form) is a credential too.
         return clean, replace(self, url_user=unquote(user), url_password=unquote(password))
 
     def environment(self) -> dict[str, str]:
@@ -72,7 +72,7 @@ class Credentials:
             f"x-access-token:{self.token}"
             if self.token
             else f"{self.url_user}:{self.url_password}"
-            if self.url_password
+            if self.url_user is not None
             else None
         )
         if basic_auth:
@@ -92,7 +92,9 @@ class Credentials:
 
         text = USERINFO.sub("***@", text)
         text = QUERY_VALUE.sub(lambda m: f"{m.group(1)}=***", text)
-        for secret in (self.token, self.url_password):
+        # A user name as long as a token is one (`https://ghp_...@github.com/`).
+        user = self.url_user if self.url_user and len(self.url_user) >= TOKEN_LIKE else None
+        for secret in (self.token, self.url_password, user):
             if secret:
                 text = text.replace(secret, "***").replace(quote(secret, safe=""), "***")
         return text

@@ -36,7 +36,8 @@ def refuse_secrets_in_argv(repo: str, argv: list[str] | None = None) -> None:
 
     argv = sys.argv[1:] if argv is None else argv
     parts = urlsplit(repo)
-    secret = parts.password or parts.query
+    web = parts.scheme in ("http", "https")
+    secret = web and (parts.username or parts.password or parts.query)
     if secret and any(repo in arg for arg in argv):
         raise UsageError(
             f"--repo {Credentials().scrub(repo)}: the URL carries a credential, which the process "

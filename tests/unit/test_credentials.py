@@ -35,6 +35,14 @@ def test_a_password_with_at_signs_moves_to_the_environment() -> None:
     assert credentials.scrub("bad password p%40ss%40w0rd / p@ss@w0rd") == "bad password *** / ***"
 
 
+def test_a_token_as_the_user_name_moves_to_the_environment() -> None:
+    token = "ghp_0123456789abcdefghijklmnop"
+    url, credentials = Credentials().without_url_secrets(f"https://{token}@github.com/a/e.git")
+    assert url == "https://github.com/a/e.git"
+    assert credentials.environment()["GIT_CONFIG_VALUE_0"].startswith("Authorization: Basic ")
+    assert credentials.scrub(f"denied for {token}") == "denied for ***"
+
+
 def test_a_query_string_token_is_refused() -> None:
     with pytest.raises(UsageError, match="--token-file") as refused:
         Credentials().without_url_secrets("https://git.example/e.git?access_token=ghp_abc")
