@@ -10,6 +10,7 @@ a retry that succeeds (say, once a chart published late is there) posts `success
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -51,6 +52,7 @@ class DeploymentReporter:
             return
         states = result.states()
         gave_up = {(hold.namespace, hold.release) for hold in result.plan.held if hold.gave_up}
+        reasons = {(hold.namespace, hold.release): hold.reason for hold in result.plan.held}
         releases = desired_state(env, self.installation).releases
         still: list[tuple[str, trailers.Promotion]] = []
         for message, promotion in self.pending:
@@ -62,11 +64,27 @@ class DeploymentReporter:
                 still.append((message, promotion))
                 continue
             state, text = verdict
-            self._post(message, state, f"{promotion.project} {text} in {self.installation}")
+            why = _why_failed([reasons[key] for key in keys if key in reasons])
+            description = f"{promotion.project} {text} in {self.installation}{why}"
+            self._post(message, state, description)
         self.pending = still
 
     def _post(self, message: str, state: State, description: str) -> None:
         report_deployment(message, state, description, self.config, installation=self.installation)
+
+
+def _why_failed(reasons: list[str]) -> str:
+    """The first held release's reason, its last error first (GitHub shows 140 characters)."""
+
+    if not reasons:
+        return ""
+    reason = reasons[0]
+    head, _, last_error = reason.partition("; last error: ")
+    # The command and helm's "INSTALLATION FAILED:" take room the cause needs.
+    return f": {_HELM_PREFIX.sub('', last_error) or head}"
+
+
+_HELM_PREFIX = re.compile(r"^`helm [^`]*` exited -?\d+: (?:[A-Z ]+ FAILED: )?")
 
 
 def _verdict(states: list[str], gave_up: bool) -> tuple[State, str] | None:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from collections.abc import Iterable
 from typing import Any
 
 from reconciler.diffing import ABSENT, DiffReport, InstallationDiff, ReleaseDiff, ValueChange
 from reconciler.model import DesiredRelease
 from reconciler.revisions import Revision
+from reconciler.terminal import for_terminal
 
 VALUE_WIDTH = 80
 SHORT_SHA = 7
@@ -55,7 +57,7 @@ def value_text(value: Any) -> str:
 
 def printable(text: str) -> str:
     # A value could carry terminal escape sequences; show them, do not obey them.
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return for_terminal(text)
 
 
 def short_ref(ref: str | None) -> str:
@@ -137,9 +139,24 @@ def render_invalid_text(rev: Revision, role: str) -> str:
 
 
 def code(text: str) -> str:
-    """Inline code that survives tables and cannot inject HTML or Markdown."""
+    """A Markdown code span that survives tables and in which nothing is parsed.
 
-    return "<code>" + html.escape(text).replace("|", "&#124;") + "</code>"
+    Markdown between inline HTML tags (`<code>...</code>`) is still Markdown: a
+    value could become a live link, an image or an @-mention in the bot's comment.
+    A code span shows its content literally: no links, images, mentions, emphasis or
+    HTML. Its fence is longer than any run of backticks inside; pipes are escaped
+    for tables; control characters are shown as escapes, never as line breaks.
+    """
+
+    text = printable(text).replace("|", "\\|")
+    fence = "`" * (max((len(run) for run in _BACKTICKS.findall(text)), default=0) + 1)
+    # A space on each side keeps a leading or trailing backtick off the fence (and is
+    # stripped again by the renderer).
+    pad = " " if not text or text[0] in "` " or text[-1] in "` " else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+_BACKTICKS = re.compile("`+")
 
 
 def cell(text: str) -> str:
@@ -255,13 +272,15 @@ def _limit(head: str, body: str) -> str:
 
 def render_invalid_markdown(rev: Revision) -> str:
     count = len(rev.problems)
-    shown = [html.escape(p.render()) for p in rev.problems[:MAX_PROBLEMS_SHOWN]]
+    shown = [printable(p.render()) for p in rev.problems[:MAX_PROBLEMS_SHOWN]]
     if count > MAX_PROBLEMS_SHOWN:
         shown.append(f"... and {count - MAX_PROBLEMS_SHOWN} more: run `reconciler validate`")
     listing = "\n".join(shown)
+    # A fenced code block shows its lines literally; its fence outruns any backticks inside.
+    fence = "`" * max([3, *(len(run) + 1 for run in _BACKTICKS.findall(listing))])
     return (
         "## reconciler diff\n\n"
         f"**The head revision {code(revision_text(rev))} is invalid** "
         f"({count} problem{_s(count)}); nothing to compare.\n\n"
-        f"<pre>\n{listing}\n</pre>\n"
+        f"{fence}text\n{listing}\n{fence}\n"
     )

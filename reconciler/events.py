@@ -6,9 +6,13 @@ from datetime import UTC, datetime
 
 from reconciler import log
 from reconciler.errors import KubeError
+from reconciler.excerpt import bounded
 from reconciler.execute import Outcome
 from reconciler.kube import EVENTS, Kube
+from reconciler.plan import Hold
 from reconciler.status import status_name
+
+EVENT_MESSAGE_LIMIT = 1000  # `kubectl describe` shows Events in a table; keep them readable
 
 REASONS = {
     ("install", "succeeded"): "Installed",
@@ -32,6 +36,11 @@ class EventRecorder:
         kind = "Normal" if outcome.result == "succeeded" else "Warning"
         self.emit(kind, reason, f"{outcome.namespace}/{outcome.release}: {outcome.message}")
 
+    def gave_up(self, hold: Hold) -> None:
+        """A release the reconciler will not act on again by itself, with why (its last error)."""
+
+        self.emit("Warning", "Held", f"{hold.namespace}/{hold.release}: {hold.reason}")
+
     def emit(self, kind: str, reason: str, message: str) -> None:
         """Best effort: a missing Events permission must not stop a reconcile."""
 
@@ -47,7 +56,7 @@ class EventRecorder:
                 "namespace": self.namespace,
             },
             "reason": reason,
-            "message": message[:1000],
+            "message": bounded(message, EVENT_MESSAGE_LIMIT),
             "type": kind,
             "source": {"component": "reconciler"},
             "reportingComponent": "reconciler",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Literal
 
 from reconciler.charts import SharedCharts
 from reconciler.errors import ReconcilerError
+from reconciler.excerpt import bounded
 from reconciler.helm import Helm
 from reconciler.model import Policy
 from reconciler.plan import Action, Key, Plan
@@ -34,6 +36,7 @@ class Outcome:
     message: str
     seconds: float = 0.0
     digest: str | None = None
+    error: str = ""  # a failure's cause alone (masked, bounded), without what remediation did
 
     @property
     def key(self) -> Key:
@@ -142,6 +145,29 @@ def _failed_dependency(job: Job, outcomes: dict[Key, Outcome]) -> str:
     return ", ".join(failed)
 
 
+def count_results(outcomes: Iterable[Outcome]) -> str:
+    """`2 succeeded, 1 failed, 1 skipped`: a release skipped for a failed dependency or a
+    shutdown did not fail itself (skipped shows only when there are some)."""
+
+    counts = Counter(o.result for o in outcomes)
+    text = f"{counts['succeeded']} succeeded, {counts['failed']} failed"
+    return text + (f", {counts['skipped']} skipped" if counts["skipped"] else "")
+
+
+def done_message(action: Action) -> str:
+    """What a step that succeeded did (its plan reason says why it was needed, not what
+    happened: "not installed" next to "succeeded" would read as a contradiction)."""
+
+    chart = f"{action.desired.chart.name} {action.desired.chart.version}" if action.desired else ""
+    if action.kind == "install":
+        return f"installed {chart}"
+    if action.kind == "upgrade":
+        return f"upgraded to {chart} ({action.reason})"
+    if action.kind == "unlock":
+        return f"unlocked ({action.reason})"
+    return f"uninstalled ({action.reason})"
+
+
 def _skipped(job: Job, why: str) -> Outcome:
     last = job.steps[-1]
     return Outcome(last.release, last.namespace, last.kind, "skipped", why)
@@ -178,11 +204,11 @@ class _Runner:
             remedy = self._remediate(last, message)
             return Outcome(
                 last.release, last.namespace, last.kind, "failed",
-                message + remedy, time.monotonic() - started, digest,
+                bounded(message + remedy), time.monotonic() - started, digest, bounded(message),
             )  # fmt: skip
         return Outcome(
             last.release, last.namespace, last.kind, "succeeded",
-            last.reason, time.monotonic() - started, digest,
+            done_message(last), time.monotonic() - started, digest,
         )  # fmt: skip
 
     def _step(self, action: Action) -> None:

@@ -59,6 +59,12 @@ class Remote:
     branch: str = "main"
     credentials: Credentials = field(default_factory=Credentials)
 
+    def __post_init__(self) -> None:
+        # user:password@ leaves the URL for git's environment: never on a command line.
+        url, credentials = self.credentials.without_url_secrets(self.url)
+        object.__setattr__(self, "url", url)
+        object.__setattr__(self, "credentials", credentials)
+
     def scrub(self, text: str) -> str:
         return self.credentials.scrub(text)
 
@@ -70,6 +76,11 @@ class Clone:
     remote: Remote
     path: Path
     depth: int | None = 1
+
+    def __post_init__(self) -> None:
+        # Absolute: git clones from the parent folder and fetches inside the clone, so a
+        # relative path (`--workdir work`) would name two different places.
+        self.path = self.path.absolute()
 
     def sync(self) -> str:
         """Clone, or fetch and hard-reset to the remote branch head; return that head."""

@@ -15,6 +15,7 @@ from typing import Literal
 
 from reconciler import log, trailers
 from reconciler.errors import UsageError
+from reconciler.excerpt import bounded
 from reconciler.githubapi import DEFAULT_API_URL, Client, GitHubError
 
 State = Literal["in_progress", "success", "failure"]
@@ -121,5 +122,5 @@ def report_deployment(
 
 
 def _shorten(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= MAX_DESCRIPTION else text[: MAX_DESCRIPTION - 1] + "…"
+    # Head (what failed) and tail (helm's details) of a long error both stay.
+    return bounded(" ".join(text.split()), MAX_DESCRIPTION)

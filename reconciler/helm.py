@@ -190,7 +190,7 @@ class Helm:
             )
         except CommandError as error:
             what = " ".join(argv[:3] if argv[0] == "upgrade" else argv[:2])
-            reason = _first_error_line(error.stderr) or "no message"
+            reason = _error_text(error.stderr) or "no message"
             raise HelmError(
                 f"`helm {what}` exited {error.returncode}: {reason}{_hint(reason)}"
             ) from error
@@ -209,10 +209,15 @@ def _values_file(values: Mapping[str, object]) -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _first_error_line(stderr: str) -> str:
+def _error_text(stderr: str) -> str:
+    """helm's whole error: from its first `Error:` line to the end (the lines after it name
+    the schema paths or the objects the API server refused), without helm's warnings before
+    it; blank lines and indentation dropped. Unmasked and unbounded: the caller does both."""
+
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("Error:")]
-    return (errors[-1] if errors else lines[-1] if lines else "").removeprefix("Error: ")
+    starts = [i for i, line in enumerate(lines) if line.startswith("Error:")]
+    kept = lines[starts[0] :] if starts else lines
+    return "\n".join(line.removeprefix("Error: ") for line in kept)
 
 
 def _hint(reason: str) -> str:

@@ -11,6 +11,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from reconciler.terminal import for_terminal
+
 LOGGER = logging.getLogger("reconciler")
 
 
@@ -27,10 +29,11 @@ class JsonFormatter(logging.Formatter):
 
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
+        # Fields carry repo and helm text: escaped, so they cannot steer the terminal.
         fields = getattr(record, "fields", {})
-        extra = " ".join(f"{k}={v}" for k, v in fields.items())
+        extra = " ".join(f"{k}={for_terminal(str(v))}" for k, v in fields.items())
         stamp = datetime.fromtimestamp(record.created).strftime("%H:%M:%S")
-        return f"{stamp} {record.levelname.lower():7} {record.getMessage()}" + (
+        return f"{stamp} {record.levelname.lower():7} {for_terminal(record.getMessage())}" + (
             f"  {extra}" if extra else ""
         )
 

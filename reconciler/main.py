@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from reconciler import __version__
 from reconciler.errors import ReconcilerError, ValidationError
+from reconciler.terminal import for_terminal
 
 # Each command lives in reconciler/commands/<name>.py with `register(subparsers)`
 # that sets `func` (args -> exit code). Imported lazily so that `validate` never
@@ -56,13 +57,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
     except ValidationError as error:
         for problem in error.problems:
-            print(problem.render(), file=sys.stderr)
+            print(for_terminal(problem.render()), file=sys.stderr)
         print(
             f"error: invalid environments repo ({len(error.problems)} problem(s))", file=sys.stderr
         )
         return error.exit_code
     except ReconcilerError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {for_terminal(str(error), keep_newlines=True)}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
         return 130

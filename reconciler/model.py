@@ -95,6 +95,7 @@ class Release:
     namespace: str | None = None
     values: Values = field(default_factory=dict)
     path: str = ""
+    pinned: bool = False  # promote leaves it where it is
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from reconciler import log
 from reconciler.errors import UsageError
+from reconciler.execute import count_results
 from reconciler.reconcile import PassResult
 
 TIMEOUT = 10.0
@@ -49,12 +50,20 @@ class Notifier:
 def summary(installation: str, result: PassResult) -> str:
     failed = result.failed
     head = ":x:" if failed else ":white_check_mark:"
-    counts = f"{len(result.outcomes) - len(failed)} succeeded, {len(failed)} failed"
-    lines = [f"{head} {installation} at {result.plan.revision[:12]}: {counts}"]
+    counts = count_results(result.outcomes)
+    lines = [f"{head} {_plain(installation)} at {result.plan.revision[:12]}: {counts}"]
     for outcome in result.outcomes[:MAX_LINES]:
-        lines.append(f"• {outcome.kind} {outcome.namespace}/{outcome.release}: {outcome.result}")
+        where = _plain(f"{outcome.namespace}/{outcome.release}")
+        lines.append(f"• {outcome.kind} {where}: {outcome.result}")
         if outcome.result != "succeeded":
-            lines[-1] += f": {outcome.message}"
+            lines[-1] += f": {_plain(outcome.message)}"
     if len(result.outcomes) > MAX_LINES:
         lines.append(f"… and {len(result.outcomes) - MAX_LINES} more")
     return "\n".join(lines)
+
+
+def _plain(text: str) -> str:
+    """Text from the repo or helm as Slack shows it literally: `<!channel>`, `<@U123>` and
+    `<https://x|label>` are mentions and links only when `<`, `>` and `&` are not escaped."""
+
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -59,11 +59,13 @@ class Hold:
 
 @dataclass(frozen=True)
 class Failure:
-    """What the reconciler remembers of failed attempts at one desired digest."""
+    """What the reconciler remembers of failed attempts at one desired digest;
+    `message` is the last attempt's error, already masked and bounded."""
 
     digest: str
     attempts: int
     last_at: datetime
+    message: str = ""
 
 
 @dataclass(frozen=True)
@@ -207,12 +209,18 @@ def _unless_given_up(
 ) -> list[Action] | Hold:
     attempts, last_at = _attempts(release, state, failure)
     if attempts and not options.force_retry:
+        # A hold keeps the last error: the operator must see why, not only how often.
+        last_error = (
+            f"; last error: {failure.message}"
+            if failure and failure.digest == release.digest and failure.message
+            else ""
+        )
         if attempts > policy.retries:
             return Hold(
                 release.name,
                 release.namespace,
                 f"{kind} of {release.chart.version} failed {attempts} time(s); "
-                "waiting for a change to this release or --force-retry",
+                f"waiting for a change to this release or --force-retry{last_error}",
                 gave_up=True,
             )
         ready_at = last_at + backoff(policy, attempts)
@@ -221,7 +229,8 @@ def _unless_given_up(
             return Hold(
                 release.name,
                 release.namespace,
-                f"{kind} failed {attempts} time(s); retry {attempts}/{policy.retries} in {wait}s",
+                f"{kind} failed {attempts} time(s); retry {attempts}/{policy.retries} "
+                f"in {wait}s{last_error}",
             )
         why = f"{why} (retry {attempts}/{policy.retries})"
     return [_action(kind, release, why, state.latest.number if state else None)]

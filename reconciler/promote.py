@@ -54,7 +54,7 @@ class FileChange:
     installation: str
     release: str
     path: str
-    action: Literal["updated", "created", "unchanged"]
+    action: Literal["updated", "created", "unchanged", "pinned"]
     previous: str | None = None
 
     def as_dict(self) -> dict[str, object]:
@@ -224,8 +224,21 @@ def plan_changes(
         if not releases:
             planned.append(_new_file(root, installation, request))
         for release in releases:
-            planned.append(_edit_file(root, installation, release, request.ref))
+            if release.pinned:
+                planned.append((_pinned(root, installation, release), None))
+            else:
+                planned.append(_edit_file(root, installation, release, request.ref))
     return planned
+
+
+def _pinned(root: Path, installation: Installation, release: Release) -> FileChange:
+    """A release with `pinned: true` stays at its ref or version (say, while a bug is fixed)."""
+
+    path = release_path(root, installation, release.name, release.path)
+    at = f"ref {release.ref}" if release.ref else f"version {release.version}"
+    return FileChange(
+        installation.name, release.name, path.relative_to(root).as_posix(), "pinned", at
+    )
 
 
 def _edit_file(
@@ -233,6 +246,7 @@ def _edit_file(
 ) -> tuple[FileChange, str | None]:
     path = release_path(root, installation, release.name, release.path)
     relative = path.relative_to(root).as_posix()
+    _refuse_links(root, path, relative)
     edit = set_ref(path.read_text(encoding="utf-8"), ref, relative)
     previous = f"{edit.previous_key} {edit.previous_value}" if edit.previous_key else None
     action: Literal["updated", "unchanged"] = "updated" if edit.changed else "unchanged"
@@ -255,8 +269,24 @@ def _new_file(root: Path, installation: Installation, request: Request) -> tuple
         )
     path = release_path(root, installation, name, "")
     relative = path.relative_to(root).as_posix()
+    _refuse_links(root, path, relative)
     change = FileChange(installation.name, name, relative, "created")
     return change, new_release(name, request.project, request.ref)
+
+
+def _refuse_links(root: Path, path: Path, relative: str) -> None:
+    """Promote writes regular files only: through a symbolic link it would change (or
+    commit) a file elsewhere, or fail at the commit with no useful message."""
+
+    for part in (path, *path.parents):
+        if part == root or root not in part.parents:
+            break
+        if part.is_symlink():
+            link = part.relative_to(root).as_posix()
+            raise PromoteError(
+                f"{relative}: {link} is a symbolic link; promote edits only regular files "
+                "in the repo: replace the link with the file it points to"
+            )
 
 
 def release_path(root: Path, installation: Installation, release: str, declared: str) -> Path:

@@ -10,20 +10,20 @@ import json
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 
-from reconciler.desired import ClusterValues, cluster_values_from_data, desired_state, leaves
+from reconciler.desired import ClusterValues, cluster_values_from_data, desired_state
 from reconciler.errors import ReconcilerError
 from reconciler.execute import Outcome, execute
 from reconciler.helm import Helm
 from reconciler.kube import CONFIGMAPS, SECRETS, Kube, ensure_namespace
+from reconciler.masking import SecretMask, scalars
 from reconciler.model import DesiredState, Environments, ValuesFrom
 from reconciler.observe import ReleaseState, latest_revision, read_index, with_detail
 from reconciler.plan import Failure, Key, Options, Plan, plan
 from reconciler.repo import load_environments
 from reconciler.source import GitSource, LocalSource
 from reconciler.status import StatusStore, status_document
-
-MIN_SECRET_LENGTH = 4  # shorter strings would mask ordinary words in messages
 
 
 @dataclass(frozen=True)
@@ -33,12 +33,15 @@ class Observation:
     secret_values: frozenset[str]
     unreadable: Mapping[str, str] = field(default_factory=dict)
 
-    def mask(self, text: str) -> str:
-        """Hide every Secret-sourced value that shows up in a message."""
+    @cached_property
+    def _mask(self) -> SecretMask:
+        return SecretMask(self.secret_values)
 
-        for value in sorted(self.secret_values, key=len, reverse=True):
-            text = text.replace(value, "***")
-        return text
+    def mask(self, text: str) -> str:
+        """Hide every Secret-sourced value that shows up in a message, in every encoding
+        helm or the API server prints values in (see `reconciler.masking`)."""
+
+        return self._mask(text)
 
 
 @dataclass
@@ -54,7 +57,8 @@ class Memory:
             return
         known = self.failures.get(outcome.key)
         attempts = known.attempts + 1 if known and known.digest == outcome.digest else 1
-        self.failures[outcome.key] = Failure(outcome.digest, attempts, now)
+        cause = outcome.error or outcome.message
+        self.failures[outcome.key] = Failure(outcome.digest, attempts, now, cause)
 
 
 def load_revision(source: GitSource | LocalSource) -> Environments:
@@ -162,14 +166,9 @@ def apply_pass(
 
 
 def _secret_strings(values: ClusterValues) -> frozenset[str]:
-    sources = [values.secret.shared, *values.secret.per_release.values()]
-    found = {
-        str(value)
-        for source in sources
-        for _, value in leaves(source)
-        if value is not None and len(str(value)) >= MIN_SECRET_LENGTH
-    }
-    return frozenset(found)
+    """Every scalar of the Secret's values, list items and nested ones included."""
+
+    return frozenset(scalars([values.secret.shared, *values.secret.per_release.values()]))
 
 
 @dataclass(frozen=True)

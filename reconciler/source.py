@@ -14,17 +14,22 @@ import re
 import shlex
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import git
 
 from reconciler import scratch
-from reconciler.errors import GitError
+from reconciler.errors import GitError, UsageError
 
 DEEPEN_STEPS, DEEPEN_BY = 5, 20  # look back at most 100 commits for deployment trailers
-USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
+# Everything between `scheme://` and the LAST `@` before the path: a password may hold `@`.
+USERINFO = re.compile(r"(?<=://)[^/\s]*@")
+TOKEN_LIKE = 20  # characters: a URL user name this long is taken for a token
+# Values in a URL's query string (`?access_token=...`): shown as *** in every message.
+QUERY_VALUE = re.compile(r"(?<=[?&;])([^=&#\s]+)=[^&#\s]*")
 
 
 @dataclass(frozen=True)
@@ -34,11 +39,44 @@ class Credentials:
     token: str | None = None
     ssh_key: str | None = None
     known_hosts: str | None = None
+    # `user:password@` taken out of an https URL: git gets them in its environment.
+    url_user: str | None = None
+    url_password: str | None = None
+
+    def without_url_secrets(self, url: str) -> tuple[str, Credentials]:
+        """`url` without its `user:password@`, and credentials that carry them instead.
+
+        git then never sees them on its command line (every user on the machine can read
+        a process list). A token in the query string cannot travel any other way: refused.
+        """
+
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https"):
+            return url, self
+        if parts.query:
+            raise UsageError(
+                f"repo URL {self.scrub(url)}: a token in the query string would show in git's "
+                "process list; remove it and pass the token with --token-file"
+            )
+        if "@" not in parts.netloc:
+            return url, self
+        userinfo, _, host = parts.netloc.rpartition("@")
+        user, _, password = userinfo.partition(":")
+        clean = urlunsplit((parts.scheme, host, parts.path, "", parts.fragment))
+        # `https://TOKEN@host/` (a token as the user name, GitHub's form) is a credential too.
+        return clean, replace(self, url_user=unquote(user), url_password=unquote(password))
 
     def environment(self) -> dict[str, str]:
         env: dict[str, str] = {"GIT_TERMINAL_PROMPT": "0"}
-        if self.token:
-            basic = base64.b64encode(f"x-access-token:{self.token}".encode()).decode()
+        basic_auth = (
+            f"x-access-token:{self.token}"
+            if self.token
+            else f"{self.url_user}:{self.url_password}"
+            if self.url_user is not None
+            else None
+        )
+        if basic_auth:
+            basic = base64.b64encode(basic_auth.encode()).decode()
             env |= {
                 "GIT_CONFIG_COUNT": "1",
                 "GIT_CONFIG_KEY_0": "http.extraHeader",
@@ -49,10 +87,16 @@ class Credentials:
         return env
 
     def scrub(self, text: str) -> str:
+        """`text` without any credential: userinfo and query values of URLs, the token and
+        the URL's password (also URL-encoded)."""
+
         text = USERINFO.sub("***@", text)
-        for secret in (self.token,):
+        text = QUERY_VALUE.sub(lambda m: f"{m.group(1)}=***", text)
+        # A user name as long as a token is one (`https://ghp_...@github.com/`).
+        user = self.url_user if self.url_user and len(self.url_user) >= TOKEN_LIKE else None
+        for secret in (self.token, self.url_password, user):
             if secret:
-                text = text.replace(secret, "***")
+                text = text.replace(secret, "***").replace(quote(secret, safe=""), "***")
         return text
 
 
@@ -101,8 +145,11 @@ class GitSource:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
+        self.url, self.credentials = self.credentials.without_url_secrets(self.url)
         if self.workdir is None:
             self.workdir = scratch.make("repo", until_exit=True)
+        # Absolute: git clones with another working directory than it fetches with.
+        self.workdir = self.workdir.absolute()
 
     @property
     def checkout(self) -> Path:

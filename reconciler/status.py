@@ -99,6 +99,7 @@ def status_document(
                 "digest": failure.digest,
                 "attempts": failure.attempts,
                 "last": failure.last_at.isoformat(),
+                "message": failure.message,
             }
             for key, failure in sorted(failures.items())
         ],
@@ -164,7 +165,10 @@ def failures_from(document: Mapping[str, Any]) -> dict[Key, Failure]:
         try:
             key = (str(item["namespace"]), str(item["release"]))
             found[key] = Failure(
-                str(item["digest"]), int(item["attempts"]), datetime.fromisoformat(item["last"])
+                str(item["digest"]),
+                int(item["attempts"]),
+                datetime.fromisoformat(item["last"]),
+                str(item.get("message") or ""),
             )
         except (KeyError, TypeError, ValueError):
             continue

@@ -8,7 +8,8 @@ from typing import Any
 
 from reconciler.commands import common
 from reconciler.commands.engine import register_engine_command, start
-from reconciler.execute import Outcome
+from reconciler.execute import Outcome, count_results
+from reconciler.terminal import for_terminal
 
 
 def register(subparsers: Any, name: str, summary: str) -> None:
@@ -33,10 +34,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _progress(outcome: Outcome) -> None:
-    print(
-        f"{outcome.result:9} {outcome.kind:9} {outcome.namespace}/{outcome.release} ({outcome.seconds:.1f}s)",
-        file=sys.stderr,
-    )
+    where = for_terminal(f"{outcome.namespace}/{outcome.release}")
+    print(f"{outcome.result:9} {outcome.kind:9} {where} ({outcome.seconds:.1f}s)", file=sys.stderr)
 
 
 def _quiet(item: object) -> None:
@@ -47,7 +46,12 @@ def _summary(outcomes: tuple[Outcome, ...]) -> None:
     if not outcomes:
         print("nothing to do")
         return
-    failed = [o for o in outcomes if o.result != "succeeded"]
-    print(f"{len(outcomes) - len(failed)} succeeded, {len(failed)} failed")
-    for outcome in failed:
-        print(f"  {outcome.namespace}/{outcome.release}: {outcome.result}: {outcome.message}")
+    print(count_results(outcomes))
+    for outcome in outcomes:
+        if outcome.result == "succeeded":
+            continue
+        where = for_terminal(f"{outcome.namespace}/{outcome.release}")
+        lines = outcome.message.splitlines() or [""]
+        print(f"  {where}: {outcome.result}: {for_terminal(lines[0])}")
+        for line in lines[1:]:
+            print(f"      {for_terminal(line)}")

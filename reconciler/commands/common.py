@@ -13,13 +13,19 @@ from pathlib import Path
 from typing import Any
 
 from reconciler import scratch
-from reconciler.commands.gitflags import add_credential_flags, credentials_from_args
+from reconciler.commands.gitflags import (
+    add_credential_flags,
+    credentials_from_args,
+    refuse_secrets_in_argv,
+)
 from reconciler.errors import UsageError
+from reconciler.excerpt import one_line
 from reconciler.execute import Outcome
 from reconciler.helm import Helm
 from reconciler.kube import Kube, in_cluster, in_cluster_kubeconfig
 from reconciler.plan import Options, Plan
 from reconciler.source import GitSource, LocalSource, open_source
+from reconciler.terminal import for_terminal
 
 DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 MAX_LABEL = 63
@@ -128,6 +134,7 @@ def wiring(args: argparse.Namespace) -> Wiring:
         force_prune=args.force_prune,
         namespaces=parse_namespaces(args.namespaces),
     )
+    refuse_secrets_in_argv(args.repo)
     source = open_source(args.repo, args.branch, args.workdir, credentials_from_args(args))
     if isinstance(source, LocalSource) and not source.path.is_dir():
         raise UsageError(f"--repo {args.repo}: no such folder (give a git URL or a folder)")
@@ -208,20 +215,24 @@ def outcome_json(outcome: Outcome) -> dict[str, Any]:
 
 
 def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
-    """A plain aligned table; the last column is left unpadded."""
+    """A plain aligned table; the last column is left unpadded. Cells come from the repo,
+    the cluster and helm: each is put on one line and escaped for the terminal."""
 
     if not rows:
         return ""
-    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
+    cells = [{c: for_terminal(one_line(str(r.get(c, "")))) for c in columns} for r in rows]
+    widths = {c: max(len(c), *(len(r[c]) for r in cells)) for c in columns}
     lines = ["  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip()]
-    for row in rows:
-        lines.append("  ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns).rstrip())
+    for row in cells:
+        lines.append("  ".join(row[c].ljust(widths[c]) for c in columns).rstrip())
     return "\n".join(lines)
 
 
 def print_plan(the_plan: Plan) -> None:
     rows = plan_rows(the_plan)
-    head = f"installation {the_plan.installation} at {the_plan.revision[:12] or '(unknown)'}"
+    head = for_terminal(
+        f"installation {the_plan.installation} at {the_plan.revision[:12] or '(unknown)'}"
+    )
     print(
         f"{head}: {len(the_plan.actions)} action(s), {len(the_plan.held)} held, {len(the_plan.in_sync)} in sync"
     )

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from reconciler.errors import UsageError
 from reconciler.source import Credentials
@@ -26,6 +28,22 @@ def add_credential_flags(group: argparse._ArgumentGroup, token_help: str) -> Non
     group.add_argument(
         "--known-hosts", default=env("RECONCILER_GIT_KNOWN_HOSTS"), help="SSH known_hosts file"
     )
+
+
+def refuse_secrets_in_argv(repo: str, argv: list[str] | None = None) -> None:
+    """A `--repo` URL given on the command line must not carry a password or token: every
+    user on the machine can read a process's command line (its environment they cannot)."""
+
+    argv = sys.argv[1:] if argv is None else argv
+    parts = urlsplit(repo)
+    web = parts.scheme in ("http", "https")
+    secret = web and (parts.username or parts.password or parts.query)
+    if secret and any(repo in arg for arg in argv):
+        raise UsageError(
+            f"--repo {Credentials().scrub(repo)}: the URL carries a credential, which the process "
+            "list shows to every user; pass the token with --token-file, or the URL in "
+            "RECONCILER_REPO"
+        )
 
 
 def credentials_from_args(args: argparse.Namespace) -> Credentials:

@@ -9,7 +9,7 @@ import signal
 import tempfile
 import threading
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,8 @@ def register(subparsers: Any, name: str, summary: str) -> None:
         "webhook",
         help="receive GitHub `deployment` events over HTTP",
         description="Receive GitHub `deployment` events, verify X-Hub-Signature-256, and promote "
-        "each deployment's SHA (answers after the push; 401 bad signature, 422 unmapped).",
+        "each deployment's SHA (answers after the push; 401 bad signature, 415 not JSON, "
+        "422 unmapped, 200 ignored environments).",
         epilog=EPILOG,
     )
     webhook.add_argument(
@@ -82,7 +83,7 @@ def register(subparsers: Any, name: str, summary: str) -> None:
     poll.add_argument(
         "--since",
         help="for a repository polled the first time, mirror deployments created from this"
-        " time on (ISO 8601; default: now)",
+        " time on (ISO 8601 with a time zone, e.g. 2024-05-01T00:00:00Z; default: now)",
     )
     _shared_flags(poll, state_required=True)
     poll.set_defaults(func=run_poll)
@@ -172,13 +173,19 @@ def run_poll(args: argparse.Namespace) -> int:
 
 
 def _iso(text: str) -> str:
+    """`--since` as a UTC ISO 8601 time; a time without a zone is refused, not guessed."""
+
     try:
-        datetime.fromisoformat(text)
+        when = datetime.fromisoformat(text)
     except ValueError:
         raise UsageError(
             f"--since {text!r}: expected an ISO 8601 time, e.g. 2024-05-01T00:00:00Z"
         ) from None
-    return text
+    if when.tzinfo is None:
+        raise UsageError(
+            f"--since {text!r}: give a time zone, e.g. {when.isoformat()}Z (UTC) or +02:00"
+        )
+    return when.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 @contextlib.contextmanager

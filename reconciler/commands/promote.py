@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from reconciler.commands import pushing
 from reconciler.errors import UsageError
-from reconciler.promote import Request, Result
+from reconciler.promote import FileChange, Request, Result
+from reconciler.terminal import for_terminal
 
 EPILOG = """\
 exit codes: 0 pushed, or nothing to do (the ref is already declared);
@@ -130,16 +132,29 @@ def print_result(request: Request, result: Result) -> None:
     where = ", ".join(result.installations)
     short = request.ref[:12]
     if result.status == "duplicate":
-        print(
+        _say(
             f"deployment {request.deployment_id} of {request.deployment_repository} was already"
             f" mirrored by commit {result.commit}: nothing to commit"
         )
         return
     if result.status == "unchanged":
-        print(f"{request.project} is already at {short} in {where}: nothing to commit")
+        pinned = [c for c in result.changes if c.action == "pinned"]
+        what = "is already at" if not pinned else "is pinned or already at"
+        _say(f"{request.project} {what} {short} in {where}: nothing to commit")
+        _changes(pinned)
         return
     tries = f" after {result.attempts} attempts" if result.attempts > 1 else ""
-    print(f"promoted {request.project} to {short} in {where}: commit {result.commit}{tries}")
-    for change in result.changes:
-        was = f"  (was {change.previous})" if change.previous and change.action == "updated" else ""
-        print(f"  {change.action:9} {change.installation:20} {change.path}{was}")
+    _say(f"promoted {request.project} to {short} in {where}: commit {result.commit}{tries}")
+    _changes(result.changes)
+
+
+def _changes(changes: Sequence[FileChange]) -> None:
+    for change in changes:
+        note = {"updated": "was", "pinned": "stays at"}.get(change.action)
+        tail = f"  ({note} {change.previous})" if note and change.previous else ""
+        _say(f"  {change.action:9} {change.installation:20} {change.path}{tail}")
+
+
+def _say(text: str) -> None:
+    # Refs and paths come from the repo: shown, never obeyed by the terminal.
+    print(for_terminal(text))

@@ -12,7 +12,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from reconciler.commands.gitflags import add_credential_flags, credentials_from_args
+from reconciler.commands.gitflags import (
+    add_credential_flags,
+    credentials_from_args,
+    refuse_secrets_in_argv,
+)
 from reconciler.errors import UsageError
 from reconciler.gitclone import Clone, Identity, Remote
 from reconciler.promote import DEFAULT_AUTHOR, Promoter, RetryPolicy
@@ -46,6 +50,7 @@ def add_push_flags(parser: argparse.ArgumentParser) -> None:
 def remote_from_args(args: argparse.Namespace) -> Remote:
     if not args.repo:
         raise UsageError("--repo is required (or set RECONCILER_REPO)")
+    refuse_secrets_in_argv(args.repo)
     return Remote(args.repo, args.branch, credentials_from_args(args))
 
 

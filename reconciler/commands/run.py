@@ -111,6 +111,7 @@ class Reporter:
         self.metrics = metrics
         self.events = events
         self.notifier = notifier
+        self._held: set[tuple[str, str, str]] = set()
 
     def outcome(self, outcome: Outcome) -> None:
         self.metrics.observe_outcome(outcome)
@@ -119,8 +120,18 @@ class Reporter:
 
     def passed(self, result: PassResult, seconds: float, full: bool) -> None:
         self.metrics.observe_pass(result, seconds, full, time.time())
+        self._gave_up(result)
         if self.notifier:
             self.notifier.passed(result)
+
+    def _gave_up(self, result: PassResult) -> None:
+        """One Warning Event per release that newly gave up (not one per poll)."""
+
+        holds = {(h.namespace, h.release, h.reason): h for h in result.plan.held if h.gave_up}
+        if self.events:
+            for key in holds.keys() - self._held:
+                self.events.gave_up(holds[key])
+        self._held = set(holds)
 
     def fetched(self, seconds: float) -> None:
         self.metrics.git_fetch.observe(seconds)

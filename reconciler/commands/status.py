@@ -9,6 +9,7 @@ from typing import Any
 from reconciler.commands import common
 from reconciler.errors import ReconcilerError, UsageError
 from reconciler.status import StatusStore, status_name
+from reconciler.terminal import for_terminal
 
 COLUMNS = [
     "release",
@@ -58,9 +59,8 @@ def run(args: argparse.Namespace) -> int:
         common.dump_json(document)
     else:
         revision = str(document.get("revision", ""))[:12]
-        print(
-            f"installation {document.get('installation')} at {revision}, last pass {document.get('time')}"
-        )
+        head = f"installation {document.get('installation')} at {revision}"
+        print(for_terminal(f"{head}, last pass {document.get('time')}"))
         print(common.table(rows, COLUMNS))
     unhealthy = [r for r in rows if r.get("state") in ("failed", "held", "skipped")]
     return 1 if unhealthy else 0

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.repo import Analysis, analyze
+from reconciler.terminal import for_terminal
 
 
 def register(subparsers: Any, name: str, summary: str) -> None:
@@ -45,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         for problem in analysis.problems:
-            print(problem.render())
+            print(for_terminal(problem.render()))
         print(summary(analysis), file=sys.stderr if analysis.problems else sys.stdout)
     return 1 if analysis.problems else 0
 

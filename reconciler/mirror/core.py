@@ -99,9 +99,11 @@ class Mirror:
             return self._rejected(deployment, str(error))
         status: Status = "promoted" if result.status == "pushed" else result.status
         where = ", ".join(result.installations)
+        pinned = [c.installation for c in result.changes if c.action == "pinned"]
+        held = f" (pinned, left as it is: {', '.join(pinned)})" if pinned else ""
         message = {
-            "promoted": f"promoted {request.project} to {deployment.sha[:12]} in {where}",
-            "unchanged": f"{request.project} is already at {deployment.sha[:12]} in {where}",
+            "promoted": f"promoted {request.project} to {deployment.sha[:12]} in {where}{held}",
+            "unchanged": f"{request.project} is already at {deployment.sha[:12]} in {where}{held}",
             "duplicate": f"already mirrored by commit {result.commit}",
         }[status]
         log.info(
@@ -121,6 +123,12 @@ class Mirror:
         if deployment.task not in mapped.tasks:
             return Outcome(
                 "ignored", f"task {deployment.task!r} is not mirrored ({', '.join(mapped.tasks)})"
+            )
+        if mapped.ignores(deployment.environment):
+            return Outcome(
+                "ignored",
+                f"environment {deployment.environment!r} of {deployment.repository} is ignored"
+                " (ignoreEnvironments / unlistedEnvironments: ignore)",
             )
         target = mapped.target(deployment.environment)
         if target is None:

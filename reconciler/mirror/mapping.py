@@ -6,17 +6,23 @@
       acme/api:                        # owner/repo, case-insensitive
         project: api
         tasks: [deploy]                # deployment tasks to mirror (default: [deploy])
-        unlistedEnvironments: same-name  # or reject (default: same-name)
+        unlistedEnvironments: reject   # or same-name, or ignore (default: reject)
+        ignoreEnvironments: [github-pages, "pr-*"]  # answered 2xx "ignored" (globs)
         environments:                  # environment names are case-insensitive
           production: [prod-eu, prod-us]
           staging: staging-1
           testing: {selector: {stage: testing}}
+
+Mapping every environment to the installation of the same name is an explicit
+opt-in (`unlistedEnvironments: same-name`): a repository with no environments
+listed and no opt-in is an error, not a mapping that takes anything.
 
 Every problem in the file is reported at once, each with where it is.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -29,7 +35,8 @@ from reconciler.errors import ReconcilerError
 from reconciler.model import API_VERSION
 
 KIND = "DeploymentMapping"
-Unlisted = Literal["same-name", "reject"]
+Unlisted = Literal["same-name", "reject", "ignore"]
+UNLISTED = ("same-name", "reject", "ignore")
 _REPOSITORY = re.compile(r"^[A-Za-z0-9-]+/[A-Za-z0-9._-]+$")
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
@@ -51,8 +58,18 @@ class RepositoryMapping:
     repository: str
     project: str
     environments: Mapping[str, Target] = field(default_factory=dict)
-    unlisted: Unlisted = "same-name"
+    unlisted: Unlisted = "reject"
     tasks: tuple[str, ...] = ("deploy",)
+    ignored: tuple[str, ...] = ()  # lowercase glob patterns
+
+    def ignores(self, environment: str) -> bool:
+        """True for environments no installation takes (GitHub Pages, review apps): a
+        deployment to one is acknowledged as ignored, not rejected."""
+
+        name = environment.lower()
+        if any(fnmatch.fnmatchcase(name, pattern) for pattern in self.ignored):
+            return True
+        return self.unlisted == "ignore" and name not in self.environments
 
     def target(self, environment: str) -> Target | None:
         """Where a deployment to `environment` goes; None if this mapping rejects it."""
@@ -120,14 +137,23 @@ def _repository(name: str, entry: Any, problems: list[str]) -> RepositoryMapping
     if not isinstance(entry, dict):
         problems.append(f"{where}: expected a mapping with at least `project`")
         return None
-    allowed = {"project", "environments", "unlistedEnvironments", "tasks"}
+    allowed = {"project", "environments", "unlistedEnvironments", "ignoreEnvironments", "tasks"}
     problems += [f"{where}.{key}: unknown field" for key in sorted(set(entry) - allowed)]
     project = entry.get("project")
     if not isinstance(project, str) or not _NAME.match(project):
         problems.append(f"{where}.project: required, a project name (lowercase DNS label)")
-    unlisted = entry.get("unlistedEnvironments", "same-name")
-    if unlisted not in ("same-name", "reject"):
-        problems.append(f"{where}.unlistedEnvironments: must be same-name or reject")
+    unlisted = entry.get("unlistedEnvironments", "reject")
+    if unlisted not in UNLISTED:
+        problems.append(f"{where}.unlistedEnvironments: must be reject, same-name or ignore")
+    if not entry.get("environments") and "unlistedEnvironments" not in entry:
+        problems.append(
+            f"{where}: lists no environments; list them under `environments`, or opt in to "
+            "`unlistedEnvironments: same-name` to send each to the installation of its name"
+        )
+    ignored = entry.get("ignoreEnvironments", [])
+    if not isinstance(ignored, list) or not all(isinstance(p, str) and p for p in ignored):
+        problems.append(f"{where}.ignoreEnvironments: must be a list of environment names or globs")
+        ignored = []
     tasks = entry.get("tasks", ["deploy"])
     if not isinstance(tasks, list) or not tasks or not all(isinstance(t, str) for t in tasks):
         problems.append(f"{where}.tasks: must be a non-empty list of task names")
@@ -135,7 +161,12 @@ def _repository(name: str, entry: Any, problems: list[str]) -> RepositoryMapping
     if len(problems) > before:
         return None
     return RepositoryMapping(
-        name.lower(), str(project), environments, unlisted, tuple(str(t) for t in tasks)
+        name.lower(),
+        str(project),
+        environments,
+        unlisted,
+        tuple(str(t) for t in tasks),
+        tuple(p.lower() for p in ignored),
     )
 
 

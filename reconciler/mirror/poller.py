@@ -135,6 +135,13 @@ def _before(created_at: str, since: str) -> bool:
     if not created_at:
         return False
     try:
-        return datetime.fromisoformat(created_at) < datetime.fromisoformat(since)
+        return _utc(created_at) < _utc(since)
     except ValueError:
         return False
+
+
+def _utc(text: str) -> datetime:
+    # A state file written before `--since` required a zone may hold a time without
+    # one: read it as UTC rather than fail every poll comparing it with GitHub's times.
+    when = datetime.fromisoformat(text)
+    return when if when.tzinfo else when.replace(tzinfo=UTC)

@@ -2,6 +2,7 @@
 
 Answers, so that GitHub's delivery log tells what happened:
 401 bad or missing signature, 400 unreadable payload, 413 too large,
+415 a content type other than application/json (GitHub's form default),
 422 a deployment the mapping or the environments repo cannot take (nothing committed),
 502 the environments repo could not be updated (GitHub may redeliver),
 201 promoted, 200 everything else (already declared, a redelivery, an ignored event).
@@ -79,9 +80,19 @@ class WebhookHandler(BaseHTTPRequestHandler):
         status, document = self._handle(body)
         self._reply(status, document)
 
+    def _json_content(self) -> bool:
+        content_type = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        return content_type in ("application/json", "")
+
     def _handle(self, body: bytes) -> tuple[HTTPStatus, dict[str, Any]]:
         event = self.headers.get("X-GitHub-Event", "")
         delivery = self.headers.get("X-GitHub-Delivery", "")
+        if not self._json_content():
+            # GitHub's default is application/x-www-form-urlencoded (`payload=...`).
+            return HTTPStatus.UNSUPPORTED_MEDIA_TYPE, {
+                "error": "set the webhook's content type to application/json "
+                f"(this delivery is {self.headers.get('Content-Type')})"
+            }
         if event == "ping":
             return HTTPStatus.OK, {"status": "pong"}
         if event != "deployment":

@@ -83,6 +83,7 @@ def _release(document: Document) -> Release:
         namespace=data.get("namespace"),
         values=data.get("values", {}),
         path=document.source.path,
+        pinned=data.get("pinned") is True,
     )
 
 

@@ -180,6 +180,12 @@ class _Scanner:
             if os.path.commonpath([self.real_root, target]) != self.real_root:
                 self.problem(relative, "a symlink pointing outside the repo; copy the file in")
                 return None
+            if ".git" in Path(os.path.relpath(target, self.real_root)).parts:
+                # git's own files are not part of any commit: what is read differs by clone.
+                self.problem(
+                    relative, "a symlink into .git/, which no commit holds; copy the file in"
+                )
+                return None
             path = target
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))

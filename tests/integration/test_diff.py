@@ -270,18 +270,15 @@ def test_markdown_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert out.startswith("## reconciler diff\n")
     assert "**4 installations, 4 releases change (0 added, 0 removed, 4 changed)**" in out
     # a, b and c change identically: one section names all three.
-    assert "### <code>a</code>, <code>b</code>, <code>c</code>\n" in out
-    assert "### <code>d</code>\n" in out
+    assert "### `a`, `b`, `c`\n" in out
+    assert "### `d`\n" in out
     assert "<details>" in out
     assert "<summary>1 value change</summary>" in out
     assert "<summary>2 value changes</summary>" in out
-    assert "| <code>api</code> | <code>replicas</code> | <code>1</code> | <code>2</code> |" in out
-    # What a pull request writes cannot break the table or inject HTML.
-    assert "<b>" not in out
-    assert "<i>" not in out
-    assert "&lt;i&gt;" in out
-    assert "&#124;" in out
-    assert f"version <code>1.0.0-g{REF_A}</code> → <code>1.0.0-g{REF_B}</code>" in out
+    assert "| `api` | `replicas` | `1` | `2` |" in out
+    # What a pull request writes is code: it cannot break the table or inject HTML.
+    assert '| `api` | `note` | `"x\\|<b>y</b>"` | `"z\\|<i>w</i>"` |' in out
+    assert f"version `1.0.0-g{REF_A}` → `1.0.0-g{REF_B}`" in out
 
 
 def test_markdown_folds_long_tables(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -245,3 +245,26 @@ def test_the_poll_loop_keeps_polling_until_stopped(
     assert not loop.is_alive()
     assert any(r.status == 304 for r in github.requests)
     assert mirrored_ids(env_url, tmp_path) == [deployment["id"]]
+
+
+def test_since_without_a_time_zone_is_refused_at_the_flag(
+    env_url: str, github: FakeGitHub, files: Path
+) -> None:
+    done = poll(env_url, github, files, "--since", "2024-05-01")
+
+    assert done.returncode == 2
+    assert "--since '2024-05-01': give a time zone, e.g. 2024-05-01T00:00:00Z" in done.stderr
+    assert not (files / "state.json").exists(), "nothing bad is saved for the next start"
+
+
+def test_a_state_file_holding_a_time_without_zone_still_polls(
+    env_url: str, github: FakeGitHub, files: Path, tmp_path: Path
+) -> None:
+    state = {"version": 1, "deliveries": [], "repositories": {"acme/api": {"since": "2024-05-01"}}}
+    (files / "state.json").write_text(json.dumps(state))
+    fresh = github.add_deployment("acme/api", sha(61), "production")
+
+    done = poll(env_url, github, files)
+
+    assert done.returncode == 0, done.stderr
+    assert mirrored_ids(env_url, tmp_path) == [fresh["id"]]

@@ -8,6 +8,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,8 @@ kind: DeploymentMapping
 repositories:
   acme/api:
     project: api
+    unlistedEnvironments: same-name
+    ignoreEnvironments: [github-pages, "pr-*"]
     environments:
       production: [prod-eu, prod-us]
   acme/web:
@@ -88,13 +91,13 @@ def start_receiver(env_url: str, tmp_path: Path) -> Iterator[Callable[..., Recei
     (tmp_path / "mapping.yaml").write_text(MAPPING)
     started: list[Receiver] = []
 
-    def start(*extra: str) -> Receiver:
+    def start(*extra: str, cwd: Path | None = None) -> Receiver:
         argv = [
             RECONCILER, "mirror", "webhook", "--listen", "127.0.0.1:0", "--repo", env_url,
             "--secret-file", str(tmp_path / "secret"), "--mapping", str(tmp_path / "mapping.yaml"),
             "--log-format", "json", *extra,
         ]  # fmt: skip
-        process = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+        process = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, cwd=cwd)
         assert process.stderr
         for line in process.stderr:
             entry = json.loads(line)
@@ -283,3 +286,45 @@ def test_ping_other_events_and_actions_are_acknowledged_without_commits(
     assert task[1]["status"] == "ignored"
     assert garbage[0] == 400
     assert _history(env_url, tmp_path) == before
+
+
+def test_a_form_encoded_delivery_is_told_to_use_json(
+    start_receiver: Callable[..., Receiver], env_url: str, tmp_path: Path
+) -> None:
+    receiver = start_receiver()
+    before = _history(env_url, tmp_path)
+    payload = deployment_event(120, sha(20), "production")
+    body = urllib.parse.urlencode({"payload": json.dumps(payload)}).encode()
+
+    status, answer = deliver(
+        receiver.url, None, SECRET, raw=body, content_type="application/x-www-form-urlencoded"
+    )
+
+    assert status == 415
+    assert "set the webhook's content type to application/json" in answer["error"]
+    assert _history(env_url, tmp_path) == before
+
+
+@pytest.mark.parametrize("environment", ["github-pages", "PR-1234"])
+def test_an_ignored_environment_is_acknowledged_not_rejected(
+    start_receiver: Callable[..., Receiver], env_url: str, tmp_path: Path, environment: str
+) -> None:
+    receiver = start_receiver()
+    before = _history(env_url, tmp_path)
+
+    status, answer = deliver(receiver.url, deployment_event(121, sha(21), environment), SECRET)
+
+    assert (status, answer["status"]) == (200, "ignored")
+    assert environment in answer["message"]
+    assert _history(env_url, tmp_path) == before
+
+
+def test_a_relative_workdir_works(
+    start_receiver: Callable[..., Receiver], env_url: str, tmp_path: Path
+) -> None:
+    receiver = start_receiver("--workdir", "mirror-work", cwd=tmp_path)
+
+    status, answer = deliver(receiver.url, deployment_event(122, sha(22), "production"), SECRET)
+
+    assert (status, answer["status"]) == (201, "promoted"), answer
+    assert (tmp_path / "mirror-work" / "checkout" / ".git").is_dir()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -368,3 +369,51 @@ def test_promote_pushes_over_ssh_with_a_deploy_key(
     assert refused.stderr.count("\n") == 1, refused.stderr
     assert "Permission denied (publickey)" in refused.stderr
     assert other.read_text().splitlines()[1] not in refused.stdout + refused.stderr
+
+
+def test_a_pinned_release_stays_while_the_others_move(git_http: GitServer, tmp_path: Path) -> None:
+    url = git_http.create_repo("pinned-release")
+    seed = _seed()
+    pinned = release_file("api", "api", sha(1)) + "pinned: true  # until the fix lands\n"
+    push_seed(
+        url,
+        tmp_path,
+        dataclasses.replace(seed, releases={**seed.releases, "prod-us": {"api": pinned}}),
+    )
+
+    done = promote(
+        url, "--project", "api", "--ref", sha(6), "--selector", "stage=production", "-o", "json"
+    )
+
+    assert done.returncode == 0, done.stderr
+    changes = {c["installation"]: c["action"] for c in json.loads(done.stdout)["changes"]}
+    assert changes == {"prod-eu": "updated", "prod-us": "pinned"}
+    checkout = read_remote(url, tmp_path)
+    assert declared_ref(checkout, "prod-eu", "api") == sha(6)
+    assert declared_ref(checkout, "prod-us", "api") == sha(1)
+
+    text = promote(url, "--project", "api", "--ref", sha(7), "-i", "prod-us")
+    assert text.returncode == 0, text.stderr
+    assert "nothing to commit" in text.stdout
+    assert "pinned    prod-us" in text.stdout
+
+
+def test_a_symlinked_release_file_is_refused_clearly(env_url: str, tmp_path: Path) -> None:
+    checkout = read_remote(env_url, tmp_path / "linker")
+    shared = checkout / "shared" / "api.yaml"
+    shared.parent.mkdir()
+    release = checkout / "installations/prod-eu/releases/api.yaml"
+    shared.write_text(release.read_text())
+    release.unlink()
+    release.symlink_to("../../../shared/api.yaml")
+    git("add", "-A", cwd=checkout)
+    git("commit", "-qm", "share the release file", cwd=checkout)
+    git("push", "-q", "origin", "HEAD:main", cwd=checkout)
+    before = commits(read_remote(env_url, tmp_path / "before"))
+
+    done = promote(env_url, "--project", "api", "--ref", sha(8), "-i", "prod-eu")
+
+    assert done.returncode == 1
+    assert "installations/prod-eu/releases/api.yaml" in done.stderr
+    assert "symbolic link" in done.stderr
+    assert commits(read_remote(env_url, tmp_path / "after")) == before

@@ -326,3 +326,48 @@ def test_the_cli_refuses_bad_ssh_credentials_in_one_line_without_the_key(
     assert error.startswith("error: ")
     assert says in error
     assert_key_not_in(done.stdout + done.stderr, key if key.exists() else git_server.ssh_key)
+
+
+def test_credentials_in_the_repo_url_stay_out_of_every_command_line(
+    private_repo: tuple[str, EnvRepo],
+    git_server: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """user:password@ in the URL reaches git through its environment, never its argv."""
+
+    import os
+    import sys
+
+    from reconciler.gitclone import Clone, Remote
+
+    url, writer = private_repo
+    token = git_server.git_token
+    with_secret = git_server.git_url(url.rsplit("/", 1)[1], private=True, with_token=True)
+    assert token in with_secret
+    spy_dir = tmp_path / "spy"
+    spy_dir.mkdir()
+    calls = tmp_path / "git-argv.log"
+    real_git = shutil.which("git")
+    (spy_dir / "git").write_text(f'#!/bin/sh\necho "$*" >> "{calls}"\nexec "{real_git}" "$@"\n')
+    (spy_dir / "git").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{spy_dir}{os.pathsep}{os.environ['PATH']}")
+
+    source = GitSource(with_secret, workdir=tmp_path / "clone")
+    revision, _ = source.sync()
+    assert revision == source.head() == git(writer.root, "rev-parse", "HEAD")
+    clone = Clone(Remote(with_secret), tmp_path / "push-clone", depth=None)
+    assert clone.sync() == revision
+    logged = calls.read_text()
+    assert "clone" in logged
+    assert "ls-remote" in logged
+    assert token not in logged, "git's command line shows the password"
+
+    done = subprocess.run(
+        [sys.executable, "-m", "reconciler", "promote", "--repo", with_secret,
+         "-p", "api", "-r", "a" * 40, "-i", "prod"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "--token-file" in done.stderr
+    assert token not in done.stderr

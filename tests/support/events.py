@@ -82,12 +82,13 @@ def deliver(
     delivery: str | None = None,
     signature: str | None = None,
     raw: bytes | None = None,
+    content_type: str = "application/json",
 ) -> tuple[int, dict[str, Any]]:
     """POST a delivery as GitHub does; returns (HTTP status, JSON answer)."""
 
     body = raw if raw is not None else json.dumps(payload).encode()
     headers = {
-        "Content-Type": "application/json",
+        "Content-Type": content_type,
         "User-Agent": "GitHub-Hookshot/5f7a1c2",
         "X-GitHub-Event": event,
         "X-GitHub-Delivery": delivery or str(uuid.uuid4()),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from markdown_it import MarkdownIt
 
 from reconciler.desired import SECRET_MASK
 from reconciler.diffing import (
@@ -221,4 +222,7 @@ def test_invalid_head_markdown_is_capped() -> None:
     assert len(text) < MARKDOWN_LIMIT
     assert "3000 problems" in text
     assert "and 2900 more: run `reconciler validate`" in text
-    assert "<bad>" not in text
+    # Problems sit in a fenced code block: shown literally, never as HTML.
+    rendered = MarkdownIt("commonmark").render(text)
+    assert "<bad>" not in rendered
+    assert "&lt;bad&gt;" in rendered

@@ -538,6 +538,21 @@ def test_symlink_pointing_outside_is_rejected(tree: EnvTree, tmp_path: Path) -> 
     ]
 
 
+def test_symlink_into_git_is_rejected(tree: EnvTree) -> None:
+    """Files under .git/ belong to no commit: what a symlink there reads differs by clone."""
+
+    hidden = tree.root / ".git" / "info" / "api.yaml"
+    hidden.parent.mkdir(parents=True, exist_ok=True)
+    hidden.write_text(RELEASES["api"])
+    target = tree.root / API
+    target.unlink()
+    target.symlink_to(os.path.relpath(hidden, target.parent))
+    problems = check(tree.root)
+    assert [p.render() for p in problems] == [
+        f"{API}: a symlink into .git/, which no commit holds; copy the file in"
+    ]
+
+
 def test_symlinked_folder_is_rejected(tree: EnvTree, tmp_path: Path) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()

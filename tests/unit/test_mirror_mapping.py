@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from reconciler.mirror.mapping import MappingError, Target, load_mapping, parse_mapping
 from reconciler.mirror.webhook import signature, verify_signature
@@ -40,8 +41,8 @@ def test_a_good_mapping(tmp_path: Path) -> None:
     assert api.target("production") == Target(installations=("prod-eu", "prod-us"))
     assert api.target("STAGING") == Target(installations=("staging-1",))
     assert api.target("testing") == Target(selector={"stage": "testing"})
-    # Unlisted environments go to the installation of the same name by default.
-    assert api.target("qa-3") == Target(installations=("qa-3",))
+    # Unlisted environments are rejected unless the mapping opts in to same-name.
+    assert api.target("qa-3") is None
     web = mapping.for_repository("ACME/web")
     assert web is not None
     assert web.target("qa-3") is None
@@ -74,7 +75,7 @@ def test_every_problem_is_reported_with_where_it_is() -> None:
         "extra: unknown field",
         "repositories.not-a-repo: expected owner/repo",
         "repositories.acme/api.project: required",
-        "repositories.acme/api.unlistedEnvironments: must be same-name or reject",
+        "repositories.acme/api.unlistedEnvironments: must be reject, same-name or ignore",
         "repositories.acme/api.environments.prod.selector: expected labels",
         "repositories.acme/api.environments.qa: expected installation names",
         "repositories.acme/api.colour: unknown field",
@@ -100,3 +101,33 @@ def test_signature_matches_githubs_scheme() -> None:
     assert not verify_signature(secret, body, None)
     assert not verify_signature(secret, body, expected.replace("7", "8"))
     assert not verify_signature(b"other", body, expected)
+
+
+def test_same_name_is_an_explicit_opt_in() -> None:
+    def mapping(entry: str) -> str:
+        return f"apiVersion: reconciler/v1\nkind: DeploymentMapping\nrepositories:\n  acme/api:\n{entry}"
+
+    with pytest.raises(MappingError) as error:
+        parse_mapping(yaml.safe_load(mapping("    project: api\n")))
+    assert "repositories.acme/api: lists no environments" in str(error.value)
+    assert "unlistedEnvironments: same-name" in str(error.value)
+
+    opted = parse_mapping(
+        yaml.safe_load(mapping("    project: api\n    unlistedEnvironments: same-name\n"))
+    ).for_repository("acme/api")
+    assert opted is not None
+    assert opted.target("qa-3") == Target(installations=("qa-3",))
+
+
+def test_ignored_environments_match_names_and_globs() -> None:
+    document = yaml.safe_load(
+        "apiVersion: reconciler/v1\nkind: DeploymentMapping\nrepositories:\n"
+        "  acme/api:\n    project: api\n    ignoreEnvironments: [github-pages, 'PR-*']\n"
+        "    environments: {production: prod-eu}\n"
+    )
+    api = parse_mapping(document).for_repository("acme/api")
+    assert api is not None
+    assert api.ignores("github-pages")
+    assert api.ignores("pr-1234")
+    assert not api.ignores("production")
+    assert not api.ignores("staging"), "unlisted, not ignored: rejected"

@@ -377,3 +377,20 @@ def test_namespaced_mode_prunes_only_inside_its_namespaces() -> None:
     assert sorted(a.release for a in everywhere.actions) == ["gone", "outside"], (
         "cluster-wide mode is unchanged"
     )
+
+
+def test_a_held_release_keeps_its_last_error() -> None:
+    rel = release()
+    cause = (
+        "`helm install api` exited 1: values don't meet the schema:\n- at '/replicas': want integer"
+    )
+    memory = {("apps", "api"): Failure(rel.digest, 3, NOW - timedelta(minutes=1), cause)}
+    (hold,) = plan(desired(rel), {}, NOW, memory).held
+    assert hold.gave_up
+    assert hold.reason.endswith(f"; last error: {cause}")
+    waiting = {("apps", "api"): Failure(rel.digest, 1, NOW - timedelta(seconds=1), cause)}
+    (hold,) = plan(desired(rel), {}, NOW, waiting).held
+    assert "retry 1/2" in hold.reason
+    assert hold.reason.endswith(f"; last error: {cause}")
+    moved = {("apps", "api"): Failure("another-digest", 3, NOW, cause)}
+    assert "last error" not in str(plan(desired(rel), {}, NOW, moved))
