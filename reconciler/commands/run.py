@@ -12,7 +12,7 @@ from types import FrameType
 from typing import Any
 
 from reconciler import log, scratch
-from reconciler.commands import common
+from reconciler.commands import common, httpflags
 from reconciler.commands.engine import STATUS_NAMESPACE, engine_for
 from reconciler.commands.gitflags import read_secret
 from reconciler.deployments import DeploymentReporter
@@ -24,7 +24,7 @@ from reconciler.loop import Loop, LoopSettings
 from reconciler.metrics import Metrics
 from reconciler.notify import Notifier
 from reconciler.reconcile import Engine, PassResult
-from reconciler.server import Endpoints, serve
+from reconciler.server import MAX_BODY, Endpoints, serve
 
 HEALTHY_WITHIN = 300.0  # a loop that has not polled for this long is stuck
 
@@ -99,6 +99,7 @@ def register(subparsers: Any, name: str, summary: str) -> None:
         default=env("RECONCILER_NOTIFY_FAILURES_ONLY", "") in ("1", "true"),
         help="notify only about passes with a failure",
     )
+    httpflags.add_http_flags(parser, MAX_BODY)
     parser.set_defaults(func=run)
 
 
@@ -200,8 +201,8 @@ def _serve(args: argparse.Namespace, loop: Loop, metrics: Metrics) -> Any:
         wake=loop.wake,
         webhook_secret=secret.encode() if secret else None,
     )
-    server = serve(args.listen, endpoints)
-    host, port = server.server_address[:2]
+    server = serve(args.listen, endpoints, httpflags.limits_from_args(args))
+    host, port = server.address
     # The bound address, so `--listen 127.0.0.1:0` (any free port) can be found.
     log.info("listening", address=f"{host!s}:{port}")
     return server
