@@ -13,11 +13,13 @@ What it guarantees, whatever a client sends:
 - `max_connections` open connections: beyond it, the oldest connections waiting for their
   client (headers or body) are dropped for new ones, so slow or idle clients cannot lock
   out a probe; a connection gets GRACE_SECONDS to send its request before it may be
-  dropped, and new ones are refused (503) only at twice `max_connections`;
+  dropped (MIN_AGE_SECONDS at twice `max_connections`); a new one is refused (503) only
+  when twice `max_connections` are open and all are younger or being answered;
 - signed bodies (`read_signed`): the X-Hub-Signature-256 header is checked for form and
   Content-Length against `max_body` before any body byte is read; bodies are hashed as
   they arrive, and kept only when the caller needs them, within `body_budget` bytes
-  over all connections (the oldest body still arriving is dropped to make room).
+  over all connections, twice its length a body (the oldest body still arriving is
+  dropped to make room).
 """
 
 from __future__ import annotations
@@ -47,8 +49,10 @@ MAX_HEADERS = 32
 # After an early answer (401, 413) the rest of a body is read and dropped for this long,
 # so the client sees the answer instead of a reset; nothing of it is kept.
 LINGER_SECONDS = 2.0
-# A new connection gets this long to send its request before it may be dropped for another.
+# A new connection gets this long to send its request before it may be dropped for another;
+# MIN_AGE_SECONDS when twice max_connections are open.
 GRACE_SECONDS = 1.0
+MIN_AGE_SECONDS = 0.2
 _SIGNATURE = re.compile(r"\s*sha256=[0-9a-f]{64}\s*")
 _REFUSED = (
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
@@ -88,16 +92,18 @@ class _Pool:
         self.kept: OrderedDict[asyncio.BaseTransport, int] = OrderedDict()
 
     def admit(self, transport: asyncio.BaseTransport) -> bool:
-        """Take a new connection, dropping the oldest ones waiting for their client while
-        more than `max_connections` are open; False (refuse it) at twice that many.
+        """Take a new connection (False: refuse it), first dropping the oldest connections
+        waiting for their client: those older than GRACE_SECONDS while `max_connections`
+        are open, those older than MIN_AGE_SECONDS while twice that many are.
 
-        A connection younger than GRACE_SECONDS is never dropped: in a storm of new
-        connections, one that sends its request at once (a probe) is answered first.
+        A connection that sends its request at once (a probe) is answered before it is
+        that old, so in a storm of new or slow connections it still gets through.
         """
         cap = self.limits.max_connections
         now = time.monotonic()
-        for victim in [t for t, opened in self.open.items() if now - opened >= GRACE_SECONDS]:
-            if len(self.open) < cap:
+        for victim, opened in list(self.open.items()):  # oldest first
+            full = len(self.open) >= 2 * cap
+            if len(self.open) < cap or now - opened < (MIN_AGE_SECONDS if full else GRACE_SECONDS):
                 break
             if victim not in self.answering:
                 self.drop(victim)
@@ -249,7 +255,7 @@ class Server:
             raise Refused(401, "missing or invalid X-Hub-Signature-256")
         transport = request.transport
         if keep and transport is not None:
-            self.pool.reserve(transport, declared)
+            self.pool.reserve(transport, 2 * declared)  # the chunks, then the joined body
         try:
             return await self._read(request, secret, header, declared, keep)
         finally:

@@ -23,7 +23,9 @@ from reconciler.errors import ReconcilerError
 from reconciler.mirror.core import Deployment, DeploymentError, Mirror, Outcome
 from reconciler.mirror.ledger import Ledger
 
-MAX_BODY = 5 * 1024 * 1024  # bytes; the default of --http-max-body
+# Bytes; the default of --http-max-body. A deployment event is a few KiB; a larger limit
+# lets a client with a wrong signature make the receiver hold more before it is refused.
+MAX_BODY = 1 << 20
 _STATUS = {
     "promoted": HTTPStatus.CREATED,
     "unchanged": HTTPStatus.OK,
