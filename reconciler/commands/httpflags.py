@@ -19,8 +19,9 @@ def add_http_flags(parser: argparse.ArgumentParser, max_body: int) -> None:
     group.add_argument(
         "--http-max-connections",
         default=env("RECONCILER_HTTP_MAX_CONNECTIONS", str(_DEFAULTS.max_connections)),
-        help="open connections at most; when full, the oldest one still waiting for its client "
-        f"is dropped (env RECONCILER_HTTP_MAX_CONNECTIONS; default {_DEFAULTS.max_connections})",
+        help="open connections; beyond it the oldest ones still waiting for their client are "
+        "dropped after a 1 s grace, and new ones refused (503) at twice as many "
+        f"(env RECONCILER_HTTP_MAX_CONNECTIONS; default {_DEFAULTS.max_connections})",
     )
     group.add_argument(
         "--http-header-timeout",
