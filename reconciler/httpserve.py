@@ -240,7 +240,8 @@ class Server:
     async def read_signed(self, request: web.BaseRequest, secret: bytes, *, keep: bool) -> bytes:
         """The body of a request signed with X-Hub-Signature-256 (HMAC-SHA256 of `secret`).
 
-        Returns the body (b"" unless `keep`). Raises Refused: 411 no Content-Length,
+        Returns the body (b"" unless `keep`); answers `Expect: 100-continue` once the
+        headers pass. Raises Refused: 411 no Content-Length,
         413 larger than `max_body`, 401 a missing, ill-formed or wrong signature (the
         first two before any body byte is read), 408 the body took longer than
         `body_timeout`, 400 the client sent less than it declared, 503 no room to keep it.
@@ -253,6 +254,9 @@ class Server:
         header = request.headers.get("X-Hub-Signature-256", "")
         if not _SIGNATURE.fullmatch(header):
             raise Refused(401, "missing or invalid X-Hub-Signature-256")
+        if request.headers.get("Expect", "").lower() == "100-continue":
+            # The client waits for this before it sends the body (only now worth reading).
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         transport = request.transport
         if keep and transport is not None:
             self.pool.reserve(transport, 2 * declared)  # the chunks, then the joined body

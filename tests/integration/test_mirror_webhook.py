@@ -421,3 +421,25 @@ def test_a_flood_leaves_memory_bounded_probes_answered_and_a_signed_delivery_pro
     assert report.peak_rss_kib - report.start_rss_kib < 40 * 1024, report.summary()
     assert report.answered[401] > 0
     assert "Traceback" not in err
+
+
+def test_expect_100_continue_is_answered_only_for_a_well_formed_signature(
+    start_receiver: Callable[..., Receiver], env_url: str, tmp_path: Path
+) -> None:
+    receiver = start_receiver()
+    before = _history(env_url, tmp_path)
+    body = json.dumps(deployment_event(130, sha(13), "production")).encode()
+    expect = "Expect: 100-continue\r\n"
+
+    with hostile.connect(receiver.address, timeout=5) as sock:
+        sock.sendall(hostile.post_head("/", len(body), None, expect))
+        unsigned = hostile.read_status(sock)
+    with hostile.connect(receiver.address, timeout=30) as sock:
+        sock.sendall(hostile.post_head("/", len(body), sign(SECRET, body), expect))
+        go_on = hostile.read_status(sock)
+        sock.sendall(body)
+        promoted = hostile.read_status(sock)
+
+    assert unsigned == 401
+    assert (go_on, promoted) == (100, 201)
+    assert len(_history(env_url, tmp_path)) == len(before) + 1
