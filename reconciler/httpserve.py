@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import _ErrInfo
 
 from reconciler.errors import UsageError
@@ -64,7 +65,8 @@ Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
 @dataclass(frozen=True)
 class Limits:
-    """Limits of one server; sizes in bytes, times in seconds."""
+    """Limits of one server; sizes in bytes, times in seconds (module docstring: what each
+    does). `body_budget` bounds the bodies kept in memory at once, over all connections."""
 
     max_body: int
     max_connections: int = 64
@@ -122,7 +124,10 @@ class _Pool:
         self.answering.discard(transport)
 
     def reserve(self, transport: asyncio.BaseTransport, size: int) -> None:
-        budget = self.limits.body_budget
+        """Count `size` bytes kept for this connection's body, dropping the oldest bodies
+        still arriving to stay within the budget; Refused (503) if it cannot fit at all."""
+        # Room for one body of max_body whatever the budget, so a raised limit still works.
+        budget = max(self.limits.body_budget, 2 * self.limits.max_body)
         while sum(self.kept.values()) + size > budget:
             victim = next((t for t in self.kept if t is not transport), None)
             if victim is None:
@@ -197,19 +202,19 @@ def _refused(protocol: asyncio.Protocol) -> bool:
 
 
 class _Quiet(logging.Filter):
-    """aiohttp logs a refused request with its traceback: keep one line, at debug level,
-    and drop the traceback. Its frames hold the last chunk read (up to 256 KiB) in a
+    """aiohttp logs a request its parser refused with the traceback: keep one line, at debug
+    level, and drop the traceback. Its frames hold the last chunk read (up to 256 KiB) in a
     reference cycle that only the cyclic GC would free: a client that streams after a
-    malformed header would otherwise pile up memory a chunk per request."""
+    malformed header would otherwise pile up memory a chunk per request. Anything else (a
+    fault in a handler) stays an error with its traceback."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
-        if error is not None:
+        if isinstance(error, HttpProcessingError):
             error.__traceback__ = None
-            record.fields = {"error": f"{type(error).__name__}: {error}"}
-        record.exc_info = record.exc_text = None
-        if str(record.msg).startswith("Error handling request") and record.levelno > logging.DEBUG:
+            record.exc_info = record.exc_text = None
             record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            record.fields = {"error": f"{type(error).__name__}: {error.message}"}
         return logging.getLogger("reconciler").isEnabledFor(record.levelno)
 
 

@@ -111,9 +111,10 @@ def test_kept_bodies_stay_within_the_budget_by_dropping_the_oldest_arriving(cloc
     assert sum(pool.kept.values()) <= 250
 
 
-def test_a_body_larger_than_the_whole_budget_is_refused(clock: Clock) -> None:
+def test_the_budget_always_holds_one_body_of_the_largest_size(clock: Clock) -> None:
     pool = _Pool(Limits(max_body=100, body_budget=50))
-    (a,) = fill(pool, 1)
+    a, b = fill(pool, 2)
+    pool.reserve(a, 2 * 100)
     with pytest.raises(Refused) as refused:
-        pool.reserve(a, 100)
+        pool.reserve(b, 2 * 100 + 1)  # more than any body may declare, alone
     assert refused.value.status == 503
