@@ -26,6 +26,7 @@ Address = tuple[str, int]
 MALFORMED: dict[str, bytes] = {
     "negative-length": b"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
     "non-ascii-digit-length": "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: \u00b2\r\n\r\n".encode(),
+    "latin1-digit-length": b"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: \xb2\r\n\r\n",
     "arabic-digit-length": "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: \u0661\u0662\r\n\r\n".encode(),
     "word-length": b"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: ten\r\n\r\n",
     "two-lengths": b"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nab",
