@@ -207,7 +207,9 @@ def _wait(done: Callable[[], bool], timeout: float) -> float:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each attack")
-    parser.add_argument("--idle", type=int, default=60, help="idle connections held open")
+    parser.add_argument(
+        "--idle", type=int, default=150, help="idle connections held open (beyond twice the cap)"
+    )
     parser.add_argument("--slow", type=int, default=30, help="slow-header senders")
     parser.add_argument("--only", choices=["daemon", "mirror"], help="run one of the two")
     args = parser.parse_args(argv)

@@ -13,8 +13,9 @@ What it guarantees, whatever a client sends:
 - `max_connections` open connections: beyond it, the oldest connections waiting for their
   client (headers or body) are dropped for new ones, so slow or idle clients cannot lock
   out a probe; a connection gets GRACE_SECONDS to send its request before it may be
-  dropped (MIN_AGE_SECONDS at twice `max_connections`); a new one is refused (503) only
-  when twice `max_connections` are open and all are younger or being answered;
+  dropped (at twice `max_connections`: MIN_AGE_SECONDS, and none if it has sent nothing);
+  a new one is refused (503) only when twice `max_connections` are open and all are
+  younger, have sent something, or are being answered;
 - signed bodies (`read_signed`): the X-Hub-Signature-256 header is checked for form and
   Content-Length against `max_body` before any body byte is read; bodies are hashed as
   they arrive, and kept only when the caller needs them, within `body_budget` bytes
@@ -91,23 +92,31 @@ class _Pool:
         self.limits = limits
         self.open: OrderedDict[asyncio.BaseTransport, float] = OrderedDict()
         self.answering: set[asyncio.BaseTransport] = set()
+        self.heard: set[asyncio.BaseTransport] = set()  # sent at least one byte
         self.kept: OrderedDict[asyncio.BaseTransport, int] = OrderedDict()
 
     def admit(self, transport: asyncio.BaseTransport) -> bool:
         """Take a new connection (False: refuse it), first dropping the oldest connections
-        waiting for their client: those older than GRACE_SECONDS while `max_connections`
-        are open, those older than MIN_AGE_SECONDS while twice that many are.
+        waiting for their client: while `max_connections` are open, those older than
+        GRACE_SECONDS; while twice that many are, also those older than MIN_AGE_SECONDS
+        and those that have sent nothing yet, whatever their age.
 
         A connection that sends its request at once (a probe) is answered before it is
-        that old, so in a storm of new or slow connections it still gets through.
+        that old, so in a storm of new, idle or slow connections it still gets through.
         """
         cap = self.limits.max_connections
         now = time.monotonic()
         for victim, opened in list(self.open.items()):  # oldest first
-            full = len(self.open) >= 2 * cap
-            if len(self.open) < cap or now - opened < (MIN_AGE_SECONDS if full else GRACE_SECONDS):
+            count = len(self.open)
+            if count < cap:
                 break
-            if victim not in self.answering:
+            if victim in self.answering:
+                continue
+            age = now - opened
+            full = count >= 2 * cap
+            if age >= GRACE_SECONDS or (
+                full and (age >= MIN_AGE_SECONDS or victim not in self.heard)
+            ):
                 self.drop(victim)
         if len(self.open) >= 2 * cap:
             return False
@@ -122,6 +131,7 @@ class _Pool:
     def release(self, transport: asyncio.BaseTransport) -> None:
         self.open.pop(transport, None)
         self.answering.discard(transport)
+        self.heard.discard(transport)
 
     def reserve(self, transport: asyncio.BaseTransport, size: int) -> None:
         """Count `size` bytes kept for this connection's body, dropping the oldest bodies
@@ -168,6 +178,7 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self.admitted and not self.refused:
+            self.pool.heard.add(self.transport)
             self.inner.data_received(data)
             self.refused = _refused(self.inner)
             if self.refused:

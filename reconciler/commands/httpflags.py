@@ -20,7 +20,7 @@ def add_http_flags(parser: argparse.ArgumentParser, max_body: int) -> None:
         "--http-max-connections",
         default=env("RECONCILER_HTTP_MAX_CONNECTIONS", str(_DEFAULTS.max_connections)),
         help="open connections; beyond it the oldest ones still waiting for their client are "
-        "dropped after a 1 s grace, and new ones refused (503) at twice as many "
+        "dropped after a 1 s grace (sooner at twice as many), new ones refused (503) only then "
         f"(env RECONCILER_HTTP_MAX_CONNECTIONS; default {_DEFAULTS.max_connections})",
     )
     group.add_argument(

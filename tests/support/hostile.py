@@ -189,6 +189,7 @@ class Report:
     answered: Counter[int | None] = field(default_factory=Counter)
     probes: list[float] = field(default_factory=list)
     probe_failures: int = 0
+    probe_failed_with: Counter[int | None] = field(default_factory=Counter)
     peak_rss_kib: int = 0
     start_rss_kib: int = 0
     signed: object = None
@@ -214,7 +215,15 @@ class Report:
         return (
             f"peak RSS {self.peak_rss_kib / 1024:.1f} MiB (at start {self.start_rss_kib / 1024:.1f} MiB); "
             f"hostile requests answered {self.requests_answered} ({statuses}); "
-            f"/healthz probes {len(self.probes)} answered 200, {self.probe_failures} not; "
+            f"/healthz probes {len(self.probes)} answered 200, {self.probe_failures} not"
+            + (
+                " ("
+                + ", ".join(f"{s or 'no answer'}: {n}" for s, n in self.probe_failed_with.items())
+                + ")"
+                if self.probe_failures
+                else ""
+            )
+            + "; "
             f"/healthz p99 {self.p99() * 1000:.1f} ms, max {max(self.probes, default=0) * 1000:.1f} ms"
         )
 
@@ -296,6 +305,7 @@ def attack(
                     report.probes.append(seconds)
                 else:
                     report.probe_failures += 1
+                    report.probe_failed_with[status] += 1
             time.sleep(plan.probe_interval)
 
     def sample() -> None:

@@ -67,16 +67,29 @@ def test_at_the_cap_the_oldest_waiting_connections_past_the_grace_go_first(clock
     assert len(pool.open) == 4
 
 
-def test_young_connections_stay_until_twice_the_cap_then_new_ones_are_refused(
+def test_young_connections_that_sent_something_stay_then_new_ones_are_refused(
     clock: Clock,
 ) -> None:
     pool = _Pool(Limits(max_body=1, max_connections=4))
     young = fill(pool, 8)  # all within the grace: kept, up to twice the cap
+    pool.heard.update(young)
 
     refused = not pool.admit(FakeTransport("ninth"))
 
     assert refused
     assert not any(t.aborted for t in young)
+
+
+def test_at_twice_the_cap_the_oldest_silent_connection_goes_whatever_its_age(
+    clock: Clock,
+) -> None:
+    pool = _Pool(Limits(max_body=1, max_connections=4))
+    young = fill(pool, 8)
+    pool.heard.update(young[:3])  # the three oldest sent part of a request
+
+    assert pool.admit(FakeTransport("new"))
+
+    assert [t.aborted for t in young] == [False] * 3 + [True] + [False] * 4
 
 
 def test_at_twice_the_cap_connections_past_the_short_grace_are_dropped(clock: Clock) -> None:
