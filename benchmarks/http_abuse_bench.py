@@ -58,7 +58,7 @@ repositories:
 """
 
 
-def plan(args: argparse.Namespace, max_body: int) -> hostile.Plan:
+def plan(args: argparse.Namespace, max_body: int, others: tuple[str, ...] = ()) -> hostile.Plan:
     return hostile.Plan(
         seconds=args.seconds,
         idle=args.idle,
@@ -71,6 +71,7 @@ def plan(args: argparse.Namespace, max_body: int) -> hostile.Plan:
         malformed=4,
         max_body=max_body,
         probe_interval=0.05,
+        other_paths=others,
     )
 
 
@@ -183,7 +184,13 @@ def bench_daemon(args: argparse.Namespace, work: Path) -> None:
                 return hostile.send_raw(address, head + body, timeout=30)
 
             sent = time.monotonic()
-            report = hostile.attack(address, proc.pid, "/hooks/git", plan(args, 1 << 20), signed)
+            report = hostile.attack(
+                address,
+                proc.pid,
+                "/hooks/git",
+                plan(args, 1 << 20, ("/readyz", "/metrics")),
+                signed,
+            )
             upgraded = _wait(lambda: '"upgrade succeeded"' in log.read_text(), 120)
         acted = (
             f"answered {report.signed}; the upgrade it triggered (poll interval 300 s) done "

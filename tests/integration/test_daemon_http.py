@@ -138,7 +138,9 @@ def test_a_flood_leaves_memory_bounded_probes_answered_and_a_signed_push_polls(
             head = hostile.post_head(HOOK, len(body), hostile.sign(SECRET, body))
             return hostile.send_raw(address, head + body, timeout=30)
 
-        plan = hostile.Plan(seconds=6, idle=30, slow_headers=10, slow_bodies=5)
+        plan = hostile.Plan(
+            seconds=6, idle=30, slow_headers=10, slow_bodies=5, other_paths=("/readyz", "/metrics")
+        )
         report = hostile.attack(address, pid, HOOK, plan, signed)
         print(report.summary())
         # Only the signed push explains a poll: the interval is 300 s.
@@ -146,6 +148,8 @@ def test_a_flood_leaves_memory_bounded_probes_answered_and_a_signed_push_polls(
     assert report.signed == 202
     assert report.probe_failures == 0
     assert len(report.probes) > 20
+    assert report.others_failed() == 0, report.summary()
+    assert sum(report.others.values()) > 5
     assert report.peak_rss_kib < TARGET_RSS_KIB, report.summary()
     assert report.answered[401] > 0
     no_traceback(world)

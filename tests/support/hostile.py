@@ -182,6 +182,8 @@ class Plan:
     malformed: int = 2  # threads sending MALFORMED requests in turn
     max_body: int = 1 << 20
     probe_interval: float = 0.05
+    # Probed in turn every 0.2 s besides /healthz (the daemon's /readyz and /metrics).
+    other_paths: tuple[str, ...] = ()
 
 
 @dataclass
@@ -190,6 +192,7 @@ class Report:
     probes: list[float] = field(default_factory=list)
     probe_failures: int = 0
     probe_failed_with: Counter[int | None] = field(default_factory=Counter)
+    others: Counter[tuple[str, int | None]] = field(default_factory=Counter)
     peak_rss_kib: int = 0
     start_rss_kib: int = 0
     signed: object = None
@@ -208,6 +211,9 @@ class Report:
             return max(self.probes, default=0.0)
         return statistics.quantiles(self.probes, n=100)[98]
 
+    def others_failed(self) -> int:
+        return sum(n for (_, status), n in self.others.items() if status != 200)
+
     def summary(self) -> str:
         statuses = ", ".join(
             f"{status or 'no answer'}: {n}" for status, n in sorted(self.answered.items(), key=str)
@@ -225,6 +231,10 @@ class Report:
             )
             + "; "
             f"/healthz p99 {self.p99() * 1000:.1f} ms, max {max(self.probes, default=0) * 1000:.1f} ms"
+            + "".join(
+                f"; {path} {status or 'no answer'}: {n}"
+                for (path, status), n in sorted(self.others.items(), key=str)
+            )
         )
 
 
@@ -308,6 +318,16 @@ def attack(
                     report.probe_failed_with[status] += 1
             time.sleep(plan.probe_interval)
 
+    def probe_others() -> None:
+        turn = 0
+        while plan.other_paths and not stop.is_set() and time.monotonic() < deadline:
+            path = plan.other_paths[turn % len(plan.other_paths)]
+            status, _ = get(address, path, timeout=5)
+            with report.lock:
+                report.others[(path, status)] += 1
+            turn += 1
+            time.sleep(0.2)
+
     def sample() -> None:
         while not stop.is_set() and time.monotonic() < deadline:
             try:
@@ -320,7 +340,7 @@ def attack(
         time.sleep(plan.seconds / 2)
         report.signed = signed() if signed else None
 
-    workers: list[Callable[[], None]] = [probe, sample, deliver_signed]
+    workers: list[Callable[[], None]] = [probe, probe_others, sample, deliver_signed]
     workers += [until_stopped(idle)] * plan.idle
     workers += [until_stopped(slow_header)] * plan.slow_headers
     workers += [until_stopped(slow_body)] * plan.slow_bodies
