@@ -196,7 +196,7 @@ def _workdir(args: argparse.Namespace) -> Iterator[Path]:
 
 
 def _stop_on_sigterm(stop: Any) -> None:
-    # serve_forever's shutdown() blocks until the loop exits, so call it off the main thread.
+    # `stop` may block (or take a lock the interrupted code holds): run it off the handler.
     def handler(signum: int, frame: object) -> None:
         threading.Thread(target=stop, daemon=True).start()
 

@@ -19,6 +19,7 @@ from reconciler.deployments import DeploymentReporter
 from reconciler.events import EventRecorder
 from reconciler.execute import Outcome
 from reconciler.github import GitHubConfig
+from reconciler.httpserve import Limits
 from reconciler.leader import LeaderElector, LeaseSettings
 from reconciler.loop import Loop, LoopSettings
 from reconciler.metrics import Metrics
@@ -132,6 +133,7 @@ class Reporter:
 
 def run(args: argparse.Namespace) -> int:
     log.setup(args.log_format)
+    limits = httpflags.limits_from_args(args)  # a wrong --http-* value fails before any work
     wiring = common.wiring(args)
     swept = scratch.sweep_orphans()
     if swept:
@@ -150,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
     notifier = Notifier(url, wiring.installation, args.notify_failures_only) if url else None
     reporter = Reporter(metrics, events, notifier)
     loop = Loop(engine, wiring.source, settings, elector, reporter, deployments)
-    server = _serve(args, loop, metrics) if args.listen else None
+    server = _serve(args, loop, metrics, limits) if args.listen else None
     _stop_on_signals(loop, engine, args.shutdown_grace)
     threads = []
     if elector:
@@ -190,7 +192,7 @@ def _elector(args: argparse.Namespace, engine: Engine, metrics: Metrics) -> Lead
     )
 
 
-def _serve(args: argparse.Namespace, loop: Loop, metrics: Metrics) -> Any:
+def _serve(args: argparse.Namespace, loop: Loop, metrics: Metrics, limits: Limits) -> Any:
     secret = read_secret(args.webhook_secret_file, "--webhook-secret-file")
     endpoints = Endpoints(
         healthy=lambda: (
@@ -201,7 +203,7 @@ def _serve(args: argparse.Namespace, loop: Loop, metrics: Metrics) -> Any:
         wake=loop.wake,
         webhook_secret=secret.encode() if secret else None,
     )
-    server = serve(args.listen, endpoints, httpflags.limits_from_args(args))
+    server = serve(args.listen, endpoints, limits)
     host, port = server.address
     # The bound address, so `--listen 127.0.0.1:0` (any free port) can be found.
     log.info("listening", address=f"{host!s}:{port}")
