@@ -10,6 +10,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import engine_bench
+import http_abuse_bench
 import polling_bench
 import validate_bench
 
@@ -17,6 +18,7 @@ BENCHMARKS: list[tuple[str, Callable[[list[str]], int]]] = [
     ("validate", validate_bench.main),
     ("engine", engine_bench.main),
     ("polling", polling_bench.main),
+    ("http abuse", http_abuse_bench.main),
 ]
 
 

@@ -47,6 +47,10 @@ def setup(fmt: str = "auto", level: str = "info") -> None:
     LOGGER.propagate = False
 
 
+def debug(message: str, /, **fields: Any) -> None:
+    LOGGER.debug(message, extra={"fields": fields})
+
+
 def info(message: str, /, **fields: Any) -> None:
     LOGGER.info(message, extra={"fields": fields})
 

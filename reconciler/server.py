@@ -2,19 +2,22 @@
 
 The webhook only wakes the loop (the loop then asks git for the head itself),
 so a forged request can at worst cause one extra cheap poll; it is still
-refused without a valid HMAC-SHA256 signature.
+refused without a valid HMAC-SHA256 signature. The transport and its limits
+are in reconciler.httpserve; this module only decides the answers.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from aiohttp import web
+
+from reconciler import httpserve
 
 MAX_BODY = 1 << 20
+PLAIN = "text/plain"
 
 
 @dataclass
@@ -31,65 +34,59 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host or "0.0.0.0", int(port)  # noqa: S104 - a Pod listens on all its addresses
 
 
-def serve(listen: str, endpoints: Endpoints) -> ThreadingHTTPServer:
-    """Start serving in a daemon thread; the caller stops it with `shutdown()`."""
+def serve(
+    listen: str, endpoints: Endpoints, limits: httpserve.Limits | None = None
+) -> httpserve.Server:
+    """Start serving on a thread of its own; the caller stops it with `shutdown()`.
 
-    handler = type("Handler", (_Handler,), {"endpoints": endpoints})
-    server = ThreadingHTTPServer(parse_listen(listen), handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
+    Raises UsageError when `listen` cannot be bound.
+    """
+
+    server: httpserve.Server
+
+    async def handle(request: web.BaseRequest) -> web.StreamResponse:
+        return await answer(server, endpoints, request)
+
+    host, port = parse_listen(listen)
+    server = httpserve.serve(host, port, handle, limits or httpserve.Limits(max_body=MAX_BODY))
     return server
 
 
-def signature_ok(secret: bytes, body: bytes, header: str | None) -> bool:
-    if not header or not header.startswith("sha256="):
-        return False
-    expected = "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, header)
+async def answer(
+    server: httpserve.Server, endpoints: Endpoints, request: web.BaseRequest
+) -> web.StreamResponse:
+    """The answer to one request; every outcome is a response, never an exception."""
+
+    if request.method in ("GET", "HEAD"):
+        with server.answering(request):
+            return _get(endpoints, request.path)
+    if request.method == "POST" and request.path == "/hooks/git" and endpoints.webhook_secret:
+        try:
+            await server.read_signed(request, endpoints.webhook_secret, keep=False)
+        except httpserve.Refused as refused:
+            return _text(refused.status, refused.reason + "\n", close=True)
+        endpoints.wake.set()
+        return _text(202, "poll scheduled\n")
+    return _text(404, "not found\n")
 
 
-class _Handler(BaseHTTPRequestHandler):
-    endpoints: Endpoints
-    server_version = "reconciler"
+def _get(endpoints: Endpoints, path: str) -> web.Response:
+    if path == "/healthz":
+        ok = endpoints.healthy()
+    elif path == "/readyz":
+        ok = endpoints.ready()
+    elif path == "/metrics":
+        return web.Response(
+            body=endpoints.metrics(),
+            headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
+        )
+    else:
+        return _text(404, "not found\n")
+    return _text(200, "ok\n") if ok else _text(503, "not ready\n")
 
-    def do_GET(self) -> None:
-        if self.path == "/healthz":
-            self._probe(self.endpoints.healthy())
-        elif self.path == "/readyz":
-            self._probe(self.endpoints.ready())
-        elif self.path == "/metrics":
-            self._send(200, self.endpoints.metrics(), "text/plain; version=0.0.4; charset=utf-8")
-        else:
-            self._send(404, b"not found\n")
 
-    def do_POST(self) -> None:
-        if self.path != "/hooks/git" or self.endpoints.webhook_secret is None:
-            self._send(404, b"not found\n")
-            return
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY:
-            self._send(413, b"too large\n")
-            return
-        body = self.rfile.read(length)
-        if not signature_ok(
-            self.endpoints.webhook_secret, body, self.headers.get("X-Hub-Signature-256")
-        ):
-            self._send(401, b"bad or missing X-Hub-Signature-256\n")
-            return
-        self.endpoints.wake.set()
-        self._send(202, b"poll scheduled\n")
-
-    def _probe(self, ok: bool) -> None:
-        self._send(200 if ok else 503, b"ok\n" if ok else b"not ready\n")
-
-    def _send(
-        self, status: int, body: bytes, content_type: str = "text/plain; charset=utf-8"
-    ) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        return  # probes every few seconds would drown the useful lines
+def _text(status: int, text: str, *, close: bool = False) -> web.Response:
+    response = web.Response(status=status, text=text, content_type=PLAIN, charset="utf-8")
+    if close:
+        response.force_close()
+    return response

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler import log
-from reconciler.commands import pushing
+from reconciler.commands import httpflags, pushing
 from reconciler.commands.gitflags import read_secret
 from reconciler.errors import UsageError
 from reconciler.githubapi import DEFAULT_API_URL, Client
@@ -22,7 +22,8 @@ from reconciler.mirror.core import Mirror
 from reconciler.mirror.ledger import Ledger
 from reconciler.mirror.mapping import load_mapping
 from reconciler.mirror.poller import Poller
-from reconciler.mirror.webhook import WebhookServer
+from reconciler.mirror.receiver import serve_webhook
+from reconciler.mirror.webhook import MAX_BODY, Deliveries
 
 EPILOG = "See docs/promote-and-mirror.md for the mapping file, endpoints and token permissions."
 
@@ -50,6 +51,7 @@ def register(subparsers: Any, name: str, summary: str) -> None:
         help="file holding the webhook's shared secret (env RECONCILER_WEBHOOK_SECRET_FILE)",
     )
     _shared_flags(webhook, state_required=False)
+    httpflags.add_http_flags(webhook, MAX_BODY)
     webhook.set_defaults(func=run_webhook)
 
     poll = modes.add_parser(
@@ -133,19 +135,21 @@ def run_webhook(args: argparse.Namespace) -> int:
     secret = read_secret(args.secret_file, "--secret-file")
     if not secret:
         raise UsageError("--secret-file is required (or set RECONCILER_WEBHOOK_SECRET_FILE)")
+    limits = httpflags.limits_from_args(args)
+    host, port = _listen(args.listen)
     with _workdir(args) as workdir:
         mirror = _mirror(args, workdir)
         mirror.promoter.clone.sync()  # fail at start, not at the first delivery
-        server = WebhookServer(
-            _listen(args.listen), secret.encode(), mirror, Ledger.load(args.state_file)
-        )
-        host, port = server.server_address[:2]
-        log.info("webhook: listening", address=f"{host!s}:{port}")
-        _stop_on_sigterm(server.shutdown)
+        deliveries = Deliveries(mirror, Ledger.load(args.state_file))
+        server = serve_webhook(host, port, secret.encode(), deliveries, limits)
+        bound_host, bound_port = server.address
+        log.info("webhook: listening", address=f"{bound_host!s}:{bound_port}")
+        stop = threading.Event()
+        _stop_on_sigterm(stop.set)
         try:
-            server.serve_forever()
+            stop.wait()
         finally:
-            server.server_close()
+            server.shutdown()
     return 0
 
 
@@ -199,7 +203,7 @@ def _workdir(args: argparse.Namespace) -> Iterator[Path]:
 
 
 def _stop_on_sigterm(stop: Any) -> None:
-    # serve_forever's shutdown() blocks until the loop exits, so call it off the main thread.
+    # `stop` may block (or take a lock the interrupted code holds): run it off the handler.
     def handler(signum: int, frame: object) -> None:
         threading.Thread(target=stop, daemon=True).start()
 

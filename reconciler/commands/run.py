@@ -12,19 +12,20 @@ from types import FrameType
 from typing import Any
 
 from reconciler import log, scratch
-from reconciler.commands import common
+from reconciler.commands import common, httpflags
 from reconciler.commands.engine import STATUS_NAMESPACE, engine_for
 from reconciler.commands.gitflags import read_secret
 from reconciler.deployments import DeploymentReporter
 from reconciler.events import EventRecorder
 from reconciler.execute import Outcome
 from reconciler.github import GitHubConfig
+from reconciler.httpserve import Limits
 from reconciler.leader import LeaderElector, LeaseSettings
 from reconciler.loop import Loop, LoopSettings
 from reconciler.metrics import Metrics
 from reconciler.notify import Notifier
 from reconciler.reconcile import Engine, PassResult
-from reconciler.server import Endpoints, serve
+from reconciler.server import MAX_BODY, Endpoints, serve
 
 HEALTHY_WITHIN = 300.0  # a loop that has not polled for this long is stuck
 
@@ -99,6 +100,7 @@ def register(subparsers: Any, name: str, summary: str) -> None:
         default=env("RECONCILER_NOTIFY_FAILURES_ONLY", "") in ("1", "true"),
         help="notify only about passes with a failure",
     )
+    httpflags.add_http_flags(parser, MAX_BODY)
     parser.set_defaults(func=run)
 
 
@@ -142,6 +144,7 @@ class Reporter:
 
 def run(args: argparse.Namespace) -> int:
     log.setup(args.log_format)
+    limits = httpflags.limits_from_args(args)  # a wrong --http-* value fails before any work
     wiring = common.wiring(args)
     swept = scratch.sweep_orphans()
     if swept:
@@ -160,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
     notifier = Notifier(url, wiring.installation, args.notify_failures_only) if url else None
     reporter = Reporter(metrics, events, notifier)
     loop = Loop(engine, wiring.source, settings, elector, reporter, deployments)
-    server = _serve(args, loop, metrics) if args.listen else None
+    server = _serve(args, loop, metrics, limits) if args.listen else None
     _stop_on_signals(loop, engine, args.shutdown_grace)
     threads = []
     if elector:
@@ -200,7 +203,7 @@ def _elector(args: argparse.Namespace, engine: Engine, metrics: Metrics) -> Lead
     )
 
 
-def _serve(args: argparse.Namespace, loop: Loop, metrics: Metrics) -> Any:
+def _serve(args: argparse.Namespace, loop: Loop, metrics: Metrics, limits: Limits) -> Any:
     secret = read_secret(args.webhook_secret_file, "--webhook-secret-file")
     endpoints = Endpoints(
         healthy=lambda: (
@@ -211,8 +214,8 @@ def _serve(args: argparse.Namespace, loop: Loop, metrics: Metrics) -> Any:
         wake=loop.wake,
         webhook_secret=secret.encode() if secret else None,
     )
-    server = serve(args.listen, endpoints)
-    host, port = server.server_address[:2]
+    server = serve(args.listen, endpoints, limits)
+    host, port = server.address
     # The bound address, so `--listen 127.0.0.1:0` (any free port) can be found.
     log.info("listening", address=f"{host!s}:{port}")
     return server

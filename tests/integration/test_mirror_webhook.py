@@ -4,18 +4,23 @@ on a real git smart-HTTP server."""
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import signal
 import subprocess
 import sys
+import threading
+import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from reconciler import trailers
+from tests.support import hostile
 from tests.support.envrepo import (
     GitServer,
     Seed,
@@ -52,11 +57,20 @@ repositories:
 class Receiver:
     url: str
     process: subprocess.Popen[str]
+    lines: list[str]
+    reader: threading.Thread
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, _, port = self.url.removeprefix("http://").rstrip("/").rpartition(":")
+        return host, int(port)
 
     def stop(self) -> str:
+        """Stop with SIGTERM; everything the receiver wrote on stderr."""
         self.process.send_signal(signal.SIGTERM)
-        _, err = self.process.communicate(timeout=20)
-        return err
+        self.process.wait(timeout=20)
+        self.reader.join(timeout=10)
+        return "".join(self.lines)
 
 
 @pytest.fixture(scope="module")
@@ -91,21 +105,28 @@ def start_receiver(env_url: str, tmp_path: Path) -> Iterator[Callable[..., Recei
     (tmp_path / "mapping.yaml").write_text(MAPPING)
     started: list[Receiver] = []
 
-    def start(*extra: str, cwd: Path | None = None) -> Receiver:
+    def start(*extra: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> Receiver:
         argv = [
             RECONCILER, "mirror", "webhook", "--listen", "127.0.0.1:0", "--repo", env_url,
             "--secret-file", str(tmp_path / "secret"), "--mapping", str(tmp_path / "mapping.yaml"),
             "--log-format", "json", *extra,
         ]  # fmt: skip
-        process = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, cwd=cwd)
+        process = subprocess.Popen(
+            argv, stderr=subprocess.PIPE, text=True, cwd=cwd, env={**os.environ, **(env or {})}
+        )
         assert process.stderr
+        lines: list[str] = []
         for line in process.stderr:
+            lines.append(line)
             entry = json.loads(line)
             if entry["msg"] == "webhook: listening":
-                receiver = Receiver(f"http://{entry['address']}/", process)
+                # Keep reading stderr, so a chatty receiver never blocks on a full pipe.
+                reader = threading.Thread(target=lines.extend, args=(process.stderr,))
+                reader.start()
+                receiver = Receiver(f"http://{entry['address']}/", process, lines, reader)
                 started.append(receiver)
                 return receiver
-        raise AssertionError(f"the receiver exited with {process.wait()}")
+        raise AssertionError(f"the receiver exited with {process.wait()}: {''.join(lines)}")
 
     yield start
     for receiver in started:
@@ -328,3 +349,142 @@ def test_a_relative_workdir_works(
 
     assert (status, answer["status"]) == (201, "promoted"), answer
     assert (tmp_path / "mirror-work" / "checkout" / ".git").is_dir()
+
+
+# --- Hostile traffic: the limits of the HTTP server (docs/deploy.md, "HTTP limits") ---
+
+SHORT = {
+    "RECONCILER_HTTP_HEADER_TIMEOUT": "2",
+    "RECONCILER_HTTP_BODY_TIMEOUT": "2",
+    "RECONCILER_HTTP_MAX_CONNECTIONS": "32",
+}
+
+
+@pytest.mark.parametrize("case", sorted(hostile.MALFORMED))
+def test_a_malformed_request_is_400_without_a_traceback(
+    start_receiver: Callable[..., Receiver], case: str
+) -> None:
+    receiver = start_receiver()
+    request = hostile.MALFORMED[case].replace(b"{path}", b"/")
+
+    status = hostile.send_raw(receiver.address, request, timeout=10)
+    health = hostile.get(receiver.address, "/healthz")[0]
+    err = receiver.stop()
+
+    assert status == 400, f"{case}: answered {status}"
+    assert health == 200
+    assert "Traceback" not in err, err
+
+
+def test_an_unsigned_request_is_refused_before_its_body_is_sent(
+    start_receiver: Callable[..., Receiver],
+) -> None:
+    receiver = start_receiver()
+
+    for signature in (None, "", "sha1=0123456789abcdef0123456789abcdef01234567"):
+        with hostile.connect(receiver.address, timeout=5) as sock:
+            sock.sendall(hostile.post_head("/", 512 << 10, signature))  # no body follows
+            assert hostile.read_status(sock) == 401, signature
+
+
+def test_a_body_larger_than_the_limit_is_413_before_it_is_read(
+    start_receiver: Callable[..., Receiver],
+) -> None:
+    receiver = start_receiver(env={"RECONCILER_HTTP_MAX_BODY": "100000"})
+    with hostile.connect(receiver.address, timeout=5) as sock:
+        sock.sendall(hostile.post_head("/", 100001, "sha256=" + "0" * 64))
+        assert hostile.read_status(sock) == 413
+
+
+def test_slow_headers_and_idle_connections_are_closed_after_the_header_timeout(
+    start_receiver: Callable[..., Receiver],
+) -> None:
+    receiver = start_receiver(env=SHORT)
+    idle = [hostile.connect(receiver.address) for _ in range(5)]
+    slow = hostile.connect(receiver.address)
+    started = time.monotonic()
+
+    cut = hostile.trickle(slow, hostile.post_head("/", 10), interval=0.5, seconds=10)
+
+    assert cut, "a request trickled one byte every 0.5 s was still open after 10 s"
+    assert time.monotonic() - started < 6
+    assert all(hostile.closed_within(sock, 2) for sock in idle)
+    for sock in [*idle, slow]:
+        sock.close()
+
+
+def test_a_slow_body_is_408_after_the_body_timeout(
+    start_receiver: Callable[..., Receiver],
+) -> None:
+    receiver = start_receiver(env=SHORT)
+    with hostile.connect(receiver.address, timeout=10) as sock:
+        sock.sendall(hostile.post_head("/", 1000, "sha256=" + "0" * 64) + b"{")
+        started = time.monotonic()
+        assert hostile.read_status(sock) == 408
+        assert time.monotonic() - started < 6
+
+
+def test_connections_beyond_the_cap_drop_the_oldest_idle_and_probes_still_answer(
+    start_receiver: Callable[..., Receiver],
+) -> None:
+    receiver = start_receiver(env=SHORT)  # at most 32 connections
+    idle = [hostile.connect(receiver.address) for _ in range(100)]
+    time.sleep(1.5)  # older than the grace a new connection gets to send its request
+
+    status, _ = hostile.get(receiver.address, "/healthz")
+    closed = [hostile.closed_within(sock, 0.5) for sock in idle]
+    fds = hostile.open_fds(receiver.process.pid)
+    for sock in idle:
+        sock.close()
+
+    assert status == 200
+    assert sum(closed) >= 100 - 32
+    assert all(closed[:32]), "the oldest idle connections go first"
+    assert fds < 32 + 30  # the cap, plus the files and pipes any process holds
+
+
+def test_a_flood_leaves_memory_bounded_probes_answered_and_a_signed_delivery_promoted(
+    start_receiver: Callable[..., Receiver], env_url: str, tmp_path: Path
+) -> None:
+    receiver = start_receiver(env=SHORT)
+    before = _history(env_url, tmp_path)
+
+    def signed() -> tuple[int, dict[str, Any]]:
+        return deliver(receiver.url, deployment_event(120, sha(12), "production"), SECRET)
+
+    plan = hostile.Plan(seconds=6, idle=30, slow_headers=10, slow_bodies=5, max_body=1 << 20)
+    report = hostile.attack(receiver.address, receiver.process.pid, "/", plan, signed)
+    print(report.summary())
+    err = receiver.stop()
+
+    assert report.signed is not None
+    status, answer = report.signed  # type: ignore[misc]
+    assert status == 201, answer
+    assert len(_history(env_url, tmp_path)) == len(before) + 1  # that delivery alone
+    assert report.probe_failures == 0
+    assert len(report.probes) >= 5  # answered throughout, however loaded the machine
+    assert report.peak_rss_kib - report.start_rss_kib < 40 * 1024, report.summary()
+    assert report.answered[401] > 0
+    assert "Traceback" not in err
+
+
+def test_expect_100_continue_is_answered_only_for_a_well_formed_signature(
+    start_receiver: Callable[..., Receiver], env_url: str, tmp_path: Path
+) -> None:
+    receiver = start_receiver()
+    before = _history(env_url, tmp_path)
+    body = json.dumps(deployment_event(130, sha(13), "production")).encode()
+    expect = "Expect: 100-continue\r\n"
+
+    with hostile.connect(receiver.address, timeout=5) as sock:
+        sock.sendall(hostile.post_head("/", len(body), None, expect))
+        unsigned = hostile.read_status(sock)
+    with hostile.connect(receiver.address, timeout=30) as sock:
+        sock.sendall(hostile.post_head("/", len(body), sign(SECRET, body), expect))
+        go_on = hostile.read_status(sock)
+        sock.sendall(body)
+        promoted = hostile.read_status(sock)
+
+    assert unsigned == 401
+    assert (go_on, promoted) == (100, 201)
+    assert len(_history(env_url, tmp_path)) == len(before) + 1
