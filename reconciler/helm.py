@@ -16,8 +16,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from reconciler import proc, scratch
 from reconciler.errors import CommandError, HelmError
 from reconciler.model import (
@@ -29,6 +27,7 @@ from reconciler.model import (
     DesiredRelease,
     Policy,
 )
+from reconciler.repo import helmyaml
 
 VERSION_PATTERN = re.compile(r"v?(\d+)\.(\d+)\.(\d+)")
 # helm's words when the release's namespace is missing, e.g.
@@ -203,7 +202,8 @@ def _values_file(values: Mapping[str, object]) -> Iterator[Path]:
         path = folder / "values.yaml"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            yaml.safe_dump(dict(values), handle, sort_keys=True)
+            # JSON is YAML that no reader takes for another type: "y" stays a string.
+            handle.write(helmyaml.dumps(values))
         yield path
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -15,7 +15,7 @@ from reconciler.desired import ClusterValues, cluster_values_from_data, desired_
 from reconciler.errors import ReconcilerError
 from reconciler.execute import Outcome, execute
 from reconciler.helm import Helm
-from reconciler.kube import CONFIGMAPS, SECRETS, Kube, ensure_namespace
+from reconciler.kube import CONFIGMAPS, SECRETS, JsonObject, Kube, ensure_namespace
 from reconciler.model import DesiredState, Environments, ValuesFrom
 from reconciler.observe import ReleaseState, latest_revision, read_index, with_detail
 from reconciler.plan import Failure, Key, Options, Plan, plan
@@ -65,17 +65,25 @@ def load_revision(source: GitSource | LocalSource) -> Environments:
 
 
 def read_cluster_values(kube: Kube, source: ValuesFrom) -> ClusterValues:
+    """The values ConfigMap and Secret; a key helm could not read holds its releases only."""
+
     config_map = (
         kube.get(CONFIGMAPS.path(source.namespace, source.config_map))
         if source.config_map
         else None
     )
     secret = kube.get(SECRETS.path(source.namespace, source.secret)) if source.secret else None
-    try:
-        return cluster_values_from_data((config_map or {}).get("data"), (secret or {}).get("data"))
-    except ReconcilerError as error:
-        where = f"values from namespace {source.namespace}"
-        raise ReconcilerError(f"{where}: {error}; fix the object or remove the key") from None
+    return cluster_values_from_data(
+        _data(config_map),
+        _data(secret),
+        f"{source.namespace}/{source.config_map}",
+        f"{source.namespace}/{source.secret}",
+    )
+
+
+def _data(obj: JsonObject | None) -> dict[str, str]:
+    data = (obj or {}).get("data")
+    return data if isinstance(data, dict) else {}
 
 
 def observe(
