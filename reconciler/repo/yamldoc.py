@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -155,7 +156,7 @@ def parse(data: bytes) -> tuple[dict[str, Any] | None, list[YamlProblem]]:
                 _line(root), f"the top of the file must be a mapping (key: value), not {found}"
             )
         ]
-    builder = _Builder()
+    builder = _Builder(text)
     try:
         document = builder.build(root, 0)
     except _Abort as abort:
@@ -181,7 +182,7 @@ def parse_values(text: str) -> tuple[dict[str, Any] | None, list[YamlProblem]]:
         return None, [
             YamlProblem(_line(root), f"the values must be a mapping (key: value), not {found}")
         ]
-    builder = _Builder()
+    builder = _Builder(text)
     try:
         document = builder.build(root, 0)
     except _Abort as abort:
@@ -249,10 +250,16 @@ def _syntax_problem(error: yaml.YAMLError) -> YamlProblem:
     )
 
 
+_SLASH_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\/")
+
+
 class _Builder:
     """Turns a node tree into plain data, collecting problems instead of stopping at one."""
 
-    def __init__(self) -> None:
+    def __init__(self, text: str = "") -> None:
+        # libyaml reads the escape \/ that helm's go-yaml refuses: only a text holding
+        # one needs its double-quoted scalars looked at.
+        self._text = text if "\\/" in text else ""
         self.problems: list[YamlProblem] = []
         self._budget = MAX_NODES
         self._active: set[int] = set()
@@ -288,7 +295,15 @@ class _Builder:
         finally:
             self._active.discard(id(node))
 
-    def _scalar(self, node: ScalarNode) -> Any:
+    def _scalar(self, node: ScalarNode, key: bool = False) -> Any:
+        if self._text and node.style == '"' and _SLASH_ESCAPE.search(self._raw(node)):
+            self.problems.append(
+                YamlProblem(
+                    _line(node),
+                    "helm's YAML reader has no escape \\/ in double quotes; write / instead",
+                )
+            )
+            return None
         try:
             value = scalar_value(node.tag, node.value)
         except UnsupportedScalar:
@@ -299,7 +314,7 @@ class _Builder:
                 YamlProblem(_line(node), f"invalid value: {error}", "a value its tag cannot take")
             )
             return None
-        if isinstance(value, float) and not math.isfinite(value):
+        if not key and isinstance(value, float) and not math.isfinite(value):
             self.problems.append(
                 YamlProblem(
                     _line(node),
@@ -310,6 +325,9 @@ class _Builder:
             )
             return None
         return value
+
+    def _raw(self, node: Node) -> str:
+        return self._text[node.start_mark.index : node.end_mark.index]
 
     def _mapping(self, node: MappingNode, depth: int) -> dict[str, Any]:
         # In order, as go-yaml v2 builds it for helm: a merge (<<) sets its keys over
@@ -355,13 +373,13 @@ class _Builder:
         if not isinstance(node, ScalarNode):
             self.problems.append(YamlProblem(_line(node), "a mapping key must be a plain string"))
             return None
-        try:
-            value = scalar_value(node.tag, node.value)
-            key = helmyaml.helm_key(node.tag, value)
-        except UnsupportedScalar:
-            self.problems.append(_unsupported_tag(node))
+        reported = len(self.problems)
+        value = self._scalar(node, key=True)
+        if len(self.problems) > reported:
             return None
-        except ValueError as error:  # helmyaml.KeyProblem included
+        try:
+            key = helmyaml.helm_key(node.tag, value)
+        except helmyaml.KeyProblem as error:
             self.problems.append(
                 YamlProblem(
                     _line(node),

@@ -1,0 +1,126 @@
+"""Values reach the chart exactly as `helm install -f` of the same text gives them.
+
+The chart `app` renders `.Values | toJson` into the ConfigMap `<release>-values`; a
+release installed by the reconciler from a git layer, the values ConfigMap or the values
+Secret must render the same bytes as helm's own reading of the same text.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+from engine_world import World
+
+from tests.support import scalars
+
+FAST = {"retries": 0, "retryBackoffSeconds": 1, "timeoutSeconds": 120}
+SOURCES = {"namespace": "", "configMap": "site-values", "secret": "site-secrets"}
+
+
+def rendered(world: World, release: str) -> str:
+    """The `.Values | toJson` that the chart rendered for `release`."""
+
+    path = f"/api/v1/namespaces/{world.namespace}/configmaps/{release}-values"
+    encoded: str = world.testbed.admin.call("GET", path)["data"]["values.json"]
+    return base64.b64decode(encoded).decode("utf-8")
+
+
+def release_text(name: str, values_text: str) -> str:
+    head = f"apiVersion: reconciler/v1\nkind: Release\nname: {name}\nproject: app\n"
+    if not values_text:
+        return head + "version: 0.1.0\n"
+    return head + "version: 0.1.0\nvalues:\n" + textwrap.indent(values_text, "  ")
+
+
+def put(world: World, kind: str, data: dict[str, str]) -> None:
+    """Create the values ConfigMap or Secret (`data` as text; Secrets are encoded here)."""
+
+    name = SOURCES["configMap" if kind == "ConfigMap" else "secret"]
+    plural = "configmaps" if kind == "ConfigMap" else "secrets"
+    if kind == "Secret":
+        data = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
+    body = {
+        "apiVersion": "v1",
+        "kind": kind,
+        "metadata": {"name": name, "namespace": world.namespace},
+        "data": data,
+    }
+    world.testbed.admin.call("POST", f"/api/v1/namespaces/{world.namespace}/{plural}", body)
+
+
+def setup_sources(world: World, releases: dict[str, str]) -> None:
+    """The project `app`, the installation reading the values objects, and `releases`
+    (name -> release file text)."""
+
+    repo = world.repo
+    repo.project("app", world.namespace)
+    repo.installation(
+        world.installation, policy=FAST, values_from={**SOURCES, "namespace": world.namespace}
+    )
+    for name, text in releases.items():
+        repo.write(f"installations/{world.installation}/releases/{name}.yaml", text)
+
+
+def helm_reference(world: World, tmp_path: Path, text: str, name: str = "reference") -> str:
+    """What `helm install -f` of `text` renders (the same chart, the same helm)."""
+
+    values = tmp_path / f"{name}.yaml"
+    values.write_text(text, encoding="utf-8")
+    chart = f"{world.repo.chart_repository}/app"
+    world.helm("install", name, chart, "--version", "0.1.0", "--plain-http", "-f", str(values))
+    return rendered(world, name)
+
+
+@pytest.mark.helm3
+def test_every_spelling_reaches_the_chart_as_helm_reads_it(world: World, tmp_path: Path) -> None:
+    text = scalars.corpus_text()
+    assert scalars.count() >= 200
+    setup_sources(
+        world,
+        {
+            "fromgit": release_text("fromgit", text),
+            "fromcm": release_text("fromcm", ""),
+            "fromsecret": release_text("fromsecret", ""),
+        },
+    )
+    put(world, "ConfigMap", {"fromcm.yaml": text})
+    put(world, "Secret", {"fromsecret.yaml": text})
+    world.repo.commit("the corpus in a git layer, the ConfigMap and the Secret")
+
+    code, result, stderr = world.apply()
+    assert code == 0, stderr + json.dumps(result)[:2000]
+    expected = helm_reference(world, tmp_path, text)
+    parsed = json.loads(expected)
+    assert parsed["values"]["v000"] is True
+    assert parsed["keys"]["8080"] == "k00"
+    for release in ("fromgit", "fromcm", "fromsecret"):
+        assert _differences(rendered(world, release), expected) == [], release
+
+    code, planned = world.plan("--full")
+    assert (code, planned["actions"]) == (0, []), "a full resync after the install finds drift"
+    assert len(planned["in_sync"]) == 3
+
+
+def _differences(got: str, expected: str) -> list[str]:
+    """The first keys whose rendering differs; the whole text when the shape differs."""
+
+    if got == expected:
+        return []
+    a, b = json.loads(got), json.loads(expected)
+    out = [
+        f"{section}.{key}: {a[section].get(key)!r} != {b[section].get(key)!r}"
+        for section in ("values", "keys")
+        for key in sorted(set(a.get(section, {})) | set(b.get(section, {})))
+        if json.dumps(a.get(section, {}).get(key)) != json.dumps(b.get(section, {}).get(key))
+    ]
+    rest: dict[str, Any] = {k: v for k, v in a.items() if k not in ("values", "keys")}
+    if json.dumps(rest, sort_keys=True) != json.dumps(
+        {k: v for k, v in b.items() if k not in ("values", "keys")}, sort_keys=True
+    ):
+        out.append(f"other keys: {rest} != {b}")
+    return out[:20] or [f"{got} != {expected}"]
