@@ -124,3 +124,112 @@ def _differences(got: str, expected: str) -> list[str]:
     ):
         out.append(f"other keys: {rest} != {b}")
     return out[:20] or [f"{got} != {expected}"]
+
+
+# The issue's own examples, from real charts' trackers: each reached the chart as another
+# type or value, or made every full resync upgrade again.
+EXAMPLES = textwrap.dedent(
+    """\
+    confirm: "y"
+    answer: 'n'
+    image: {tag: "7e10"}
+    build: "01443e5"
+    mask: "0X1F"
+    at: 12:30
+    replicas: 1e3
+    big: 12345678901234567890
+    since: 2024-01-01
+    """
+)
+
+
+@pytest.mark.helm3
+def test_quoted_strings_stay_strings_and_a_resync_finds_nothing(
+    world: World, tmp_path: Path
+) -> None:
+    setup_sources(
+        world,
+        {"fromgit": release_text("fromgit", EXAMPLES), "fromcm": release_text("fromcm", "")},
+    )
+    put(world, "ConfigMap", {"fromcm.yaml": EXAMPLES})
+    world.repo.commit("the examples")
+    code, result, stderr = world.apply()
+    assert code == 0, stderr + json.dumps(result)[:2000]
+    expected = helm_reference(world, tmp_path, EXAMPLES)
+    assert json.loads(expected)["confirm"] == "y"
+    assert json.loads(expected)["at"] == "12:30"
+    assert rendered(world, "fromgit") == expected
+    assert rendered(world, "fromcm") == expected
+
+    world.reset_calls()
+    code, result, stderr = world.apply("--full")
+    assert (code, result["actions"]) == (0, []), stderr
+    assert world.helm_calls() == []
+
+
+def test_an_edit_of_a_time_shows_as_the_time(world: World) -> None:
+    setup_sources(world, {"fromgit": release_text("fromgit", "at: 12:30\n")})
+    world.repo.commit("at 12:30")
+    assert world.apply()[0] == 0
+    world.repo.write(
+        f"installations/{world.installation}/releases/fromgit.yaml",
+        release_text("fromgit", "at: 12:45\n"),
+    )
+    world.repo.commit("at 12:45")
+    code, planned = world.plan()
+    assert code == 2
+    assert [a["reason"] for a in planned["actions"]] == ["values changed: at"]
+    shown = world.cli("diff", "--base", "HEAD~1", "--head", "HEAD", str(world.repo.root))
+    assert "12:30" in shown.stdout, shown.stdout + shown.stderr
+    assert "12:45" in shown.stdout
+    assert "750" not in shown.stdout
+
+
+def test_a_configmap_key_helm_would_change_holds_only_its_release(world: World) -> None:
+    # ingress-nginx's tcp map: integer keys beside string keys are what helm reads as
+    # strings; `on:` is a key helm turns into "true", so that release is held.
+    tcp = 'tcp:\n  8080: "default/web:8080"\n  "9000": "default/api:9000"\n'
+    setup_sources(
+        world,
+        {
+            "ingress": release_text("ingress", ""),
+            "switches": release_text("switches", ""),
+        },
+    )
+    put(world, "ConfigMap", {"ingress.yaml": tcp, "switches.yaml": "modes:\n  on: 1\n  off: 0\n"})
+    world.repo.commit("two releases")
+
+    code, planned = world.plan()
+    assert code == 2
+    assert [a["release"] for a in planned["actions"]] == ["ingress"]
+    [held] = planned["held"]
+    assert held["release"] == "switches"
+    assert "switches.yaml" in held["reason"]
+    assert 'the key on is read by helm as "true"' in held["reason"]
+    assert "\n" not in held["reason"]
+
+    code, result, stderr = world.apply()
+    assert "Traceback" not in stderr
+    assert [o["release"] for o in result["outcomes"]] == ["ingress"]
+    assert json.loads(rendered(world, "ingress"))["tcp"] == {
+        "8080": "default/web:8080",
+        "9000": "default/api:9000",
+    }
+    assert "switches" not in world.releases()
+    status = world.cli("status")
+    assert "switches" in status.stdout
+    assert "held" in status.stdout, status.stdout
+
+
+def test_representation_alone_is_no_drift_on_a_full_resync(world: World) -> None:
+    same_to_helm = "big: 12345678901234567890\nsince: 2024-01-01\nratio: 1.50\nsize: 1_000\n"
+    setup_sources(world, {"web": release_text("web", "replicas: 2.0\n")})
+    put(world, "ConfigMap", {"values.yaml": same_to_helm})
+    world.repo.commit("one release")
+    code, result, stderr = world.apply()
+    assert code == 0, stderr + json.dumps(result)
+    for _ in range(2):
+        world.reset_calls()
+        code, result, stderr = world.apply("--full")
+        assert (code, result["actions"]) == (0, []), stderr
+        assert world.helm_calls() == []
