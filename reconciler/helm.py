@@ -10,11 +10,14 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import tarfile
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import yaml
 
 from reconciler import proc, scratch
 from reconciler.errors import CommandError, HelmError
@@ -148,7 +151,10 @@ class Helm:
         self._run(argv, policy.timeout_seconds)
 
     def pull(self, chart: ChartRef, into: Path, timeout_seconds: int) -> Path:
-        """Download a chart archive once, for several releases to install from."""
+        """Download a chart archive once, for several releases to install from.
+
+        Raises HelmError when the archive is not exactly `chart.version` (helm reads a
+        version as a range in classic repositories: `1.2.3` finds `1.2.3+build.5`)."""
 
         argv = ["pull", *self._chart_args(chart), "--destination", str(into)]
         self._run(argv, timeout_seconds)
@@ -156,6 +162,14 @@ class Helm:
         if len(archives) != 1:
             raise HelmError(
                 f"`helm pull {chart.name}` left {len(archives)} chart archives in {into}, not one"
+            )
+        found = archive_version(archives[0])
+        if found != chart.version:
+            raise HelmError(
+                f"chart {chart.name} {chart.version} is not in {chart.repository}: helm would"
+                f" install {found or 'an archive without a version'} instead, which a pinned"
+                f" version never means; publish {chart.version} or pin a version the"
+                " repository holds"
             )
         return archives[0]
 
@@ -193,6 +207,32 @@ class Helm:
             raise HelmError(
                 f"`helm {what}` exited {error.returncode}: {reason}{_hint(reason)}"
             ) from error
+
+
+MAX_CHART_YAML_BYTES = 1024 * 1024
+
+
+def archive_version(archive: Path) -> str | None:
+    """The `version` of `<chart>/Chart.yaml` in a chart archive, or None when unreadable."""
+
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            for member in tar:
+                parts = member.name.split("/")
+                if len(parts) == 2 and parts[1] == "Chart.yaml" and member.isfile():
+                    if member.size > MAX_CHART_YAML_BYTES:
+                        return None
+                    handle = tar.extractfile(member)
+                    text = handle.read().decode("utf-8") if handle else ""
+                    document = yaml.load(text, Loader=_ChartLoader)  # noqa: S506 - safe
+                    version = document.get("version") if isinstance(document, dict) else None
+                    return str(version) if version is not None else None
+    except (OSError, tarfile.TarError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    return None
+
+
+_ChartLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @contextmanager
