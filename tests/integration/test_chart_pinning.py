@@ -60,7 +60,9 @@ def own_chart(tmp_path: Path) -> tuple[str, Path]:
 
 def publish_http(world: World, chart: Path, folder: Path, url: str, *versions: str) -> None:
     for version in versions:
-        world.testbed.helm("package", str(chart), "--version", version, "--destination", str(folder))
+        world.testbed.helm(
+            "package", str(chart), "--version", version, "--destination", str(folder)
+        )
     world.testbed.helm("repo", "index", str(folder), "--url", url)
 
 

@@ -93,7 +93,7 @@ def spellings() -> list[str]:
     return out
 
 
-def keys() -> list[str]:
+def key_spellings() -> list[str]:
     """Key spellings helm keeps as written (plain), and quoted ones it would change if bare."""
 
     quoted = [f'"{k}"' for k in _QUOTED_KEYS] + [f"'{k}'" for k in ("Yes", "ON", "N", "NULL")]
@@ -107,7 +107,7 @@ def corpus_text() -> str:
     for n, spelling in enumerate(spellings()):
         lines.append(f"  v{n:03d}: {spelling}".rstrip() if spelling else f"  v{n:03d}:")
     lines.append("keys:")
-    for n, key in enumerate(keys()):
+    for n, key in enumerate(key_spellings()):
         lines.append(f"  {key}: k{n:02d}")
     lines.append("list: [y, n, '0x1F', 0x1F, 12:30, 1e3, ~, '', \"\\u00e9\"]")
     lines.append("flow: {a: on, b: 'off', c: 007, d: 2024-01-01}")
@@ -123,4 +123,4 @@ def corpus_text() -> str:
 
 
 def count() -> int:
-    return len(spellings()) + len(keys())
+    return len(spellings()) + len(key_spellings())
