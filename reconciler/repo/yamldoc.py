@@ -266,7 +266,7 @@ class _Builder:
 
     def build(self, node: Node, depth: int) -> Any:
         self._budget -= 1
-        if node.tag == TAG_STR and self._budget >= 0:
+        if node.tag == TAG_STR and self._budget >= 0 and not self._text:
             return node.value  # most nodes: the one case worth a shortcut
         if self._budget < 0:
             raise _Abort(
@@ -335,7 +335,7 @@ class _Builder:
         result: dict[str, Any] = {}
         written: set[str] = set()
         for key_node, value_node in node.value:
-            if key_node.tag == TAG_STR and type(key_node) is ScalarNode:
+            if key_node.tag == TAG_STR and type(key_node) is ScalarNode and not self._text:
                 key: str | None = key_node.value  # nearly every key: skip the general path
             elif key_node.tag == TAG_MERGE and type(key_node) is ScalarNode:
                 result.update(self._merge_sources(value_node, depth))

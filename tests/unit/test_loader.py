@@ -327,6 +327,20 @@ CASES = [
         'the key 0x1F is read by helm as "31"',
     ),
     Case(
+        "infinity-value",
+        replace(API, "replicas: 2", "replicas: .inf"),
+        API,
+        7,
+        ".inf is not a number helm accepts",
+    ),
+    Case(
+        "slash-escape",
+        replace(API, "replicas: 2", 'path: "a\\/b"'),
+        API,
+        7,
+        "helm's YAML reader has no escape \\/ in double quotes",
+    ),
+    Case(
         "null-key",
         replace(API, "replicas: 2", "~: 2"),
         API,
