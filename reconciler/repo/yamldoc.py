@@ -257,9 +257,10 @@ class _Builder:
     """Turns a node tree into plain data, collecting problems instead of stopping at one."""
 
     def __init__(self, text: str = "") -> None:
-        # libyaml reads the escape \/ that helm's go-yaml refuses: only a text holding
-        # one needs its double-quoted scalars looked at.
-        self._text = text if "\\/" in text else ""
+        # libyaml reads what helm's go-yaml v2 refuses: the escape \/, and a `?` inside
+        # a plain scalar in [ ] or { }. Only a text holding one needs its scalars looked at.
+        self._text = text if "\\/" in text or "?" in text else ""
+        self._flow = 0  # how many flow collections ([ ] { }) the node being built is in
         self.problems: list[YamlProblem] = []
         self._budget = MAX_NODES
         self._active: set[int] = set()
@@ -288,14 +289,25 @@ class _Builder:
             self.problems.append(_unsupported_tag(node))
             return None
         self._active.add(id(node))
+        flow = int(bool(getattr(node, "flow_style", False)))
+        self._flow += flow
         try:
             if isinstance(node, MappingNode):
                 return self._mapping(node, depth)
             return [self.build(item, depth + 1) for item in node.value]
         finally:
+            self._flow -= flow
             self._active.discard(id(node))
 
     def _scalar(self, node: ScalarNode, key: bool = False) -> Any:
+        if self._text and self._flow and not node.style and "?" in node.value:
+            self.problems.append(
+                YamlProblem(
+                    _line(node),
+                    "helm's YAML reader ends a plain value at ? inside [ ] or { }; quote the value",
+                )
+            )
+            return None
         if self._text and node.style == '"' and _SLASH_ESCAPE.search(self._raw(node)):
             self.problems.append(
                 YamlProblem(

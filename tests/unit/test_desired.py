@@ -357,6 +357,9 @@ def test_invalid_configmap_yaml_names_the_key_and_line() -> None:
         ({"values.yaml": "18446744073709551615: a\n"}, "beyond 64-bit integers"),
         ({"values.yaml": "a: .nan\n"}, "not a number helm accepts"),
         ({"values.yaml": "a: !custom x\n"}, "tag !custom is not supported"),
+        ({"values.yaml": "a: {k: why?}\n"}, "ends a plain value at ? inside [ ] or { }"),
+        ({"values.yaml": 'a: "x\\/y"\n'}, "no escape \\/ in double quotes"),
+        ({"values.yaml": "a: 1\n---\nb: 2\n"}, "several YAML documents"),
     ],
 )
 def test_rejected_configmap_values(data: dict[str, str], message: str) -> None:
