@@ -10,11 +10,12 @@ from __future__ import annotations
 import base64
 import json
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from engine_world import World
+from engine_world import World, daemon, daemon_log, wait_for
 
 from tests.support import scalars
 
@@ -233,3 +234,27 @@ def test_representation_alone_is_no_drift_on_a_full_resync(world: World) -> None
         code, result, stderr = world.apply("--full")
         assert (code, result["actions"]) == (0, []), stderr
         assert world.helm_calls() == []
+
+
+def test_the_daemon_survives_a_bad_configmap_and_converges_once_it_is_fixed(world: World) -> None:
+    setup_sources(
+        world,
+        {"ingress": release_text("ingress", ""), "switches": release_text("switches", "")},
+    )
+    tcp = 'tcp:\n  8080: "default/web:8080"\n  "9000": "default/api:9000"\n'
+    put(world, "ConfigMap", {"ingress.yaml": tcp, "switches.yaml": "modes:\n  on: 1\n"})
+    world.repo.commit("two releases")
+    with daemon(world, "--resync-interval", "2", name="v") as process:
+        wait_for(lambda: world.releases().get("ingress") == "deployed", timeout=120)
+        time.sleep(3)  # several polls and a full resync over the bad key
+        assert process.poll() is None, daemon_log(world, "v").read_text()[-2000:]
+        assert "switches" not in world.releases()
+
+        path = f"/api/v1/namespaces/{world.namespace}/configmaps/{SOURCES['configMap']}"
+        fixed = world.testbed.admin.call("GET", path)
+        fixed["data"]["switches.yaml"] = 'modes:\n  "on": 1\n'
+        world.testbed.admin.call("PUT", path, fixed)
+        wait_for(lambda: world.releases().get("switches") == "deployed", timeout=120)
+        assert json.loads(rendered(world, "switches"))["modes"] == {"on": 1}
+        assert process.poll() is None
+    assert "Traceback" not in daemon_log(world, "v").read_text()
