@@ -169,6 +169,15 @@ def apply_pass(
     )
 
 
+def _same_detail(state: ReleaseState, before: ReleaseState | None) -> ReleaseState:
+    """`state` with the decoded record read before the pass, while it is still the latest
+    (so status keeps naming the chart version helm deployed, not a revision number)."""
+
+    if before is None or before.detail is None or before.latest.secret != state.latest.secret:
+        return state
+    return dataclasses.replace(state, detail=before.detail)
+
+
 def _secret_strings(values: ClusterValues) -> frozenset[str]:
     sources = [values.secret.shared, *values.secret.per_release.values()]
     found = {
@@ -261,7 +270,11 @@ class Engine:
             )
             # The status should say what helm holds now, not what it held before.
             index = read_index(self.kube, sorted(self.options.namespaces))
-            observation = dataclasses.replace(observation, observed=index.releases)
+            observed = {
+                key: _same_detail(state, observation.observed.get(key))
+                for key, state in index.releases.items()
+            }
+            observation = dataclasses.replace(observation, observed=observed)
         result = PassResult(the_plan, tuple(outcomes))
         self.record(result, observation)
         return result

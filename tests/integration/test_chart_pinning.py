@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import json
 import secrets
 import shutil
 import threading
@@ -16,6 +17,8 @@ from typing import Any
 import pytest
 from engine_world import World
 
+from reconciler.desired import desired_state
+from reconciler.repo import load_environments
 from tests.conftest import CHARTS_DIR
 
 FAST = {"retries": 0, "retryBackoffSeconds": 1, "timeoutSeconds": 120}
@@ -136,3 +139,32 @@ def test_oci_repository_without_the_exact_version_installs_nothing(
     code, result, stderr = world.apply("--force-retry")
     assert code == 0, stderr + str(result)
     assert deployed_chart(world) == f"{chart}-1.2.3"
+
+
+def test_a_near_version_installed_earlier_shows_in_status_and_is_not_kept(
+    world: World, http_repo: tuple[str, Path], tmp_path: Path
+) -> None:
+    url, folder = http_repo
+    chart, chart_dir = own_chart(tmp_path)
+    publish_http(world, chart_dir, folder, url, "1.2.3+build.5")
+    pinned(world, url, chart, "1.2.3")
+    # What the reconciler did before: helm took 1.2.3 as a range, and the release was
+    # labelled with the digest of 1.2.3, so every later pass took it for in sync.
+    env = load_environments(world.repo.root)
+    [release] = desired_state(env, world.installation).releases
+    labels = f"managed-by=reconciler,reconciler-installation={world.installation}"
+    world.helm(
+        "install", "web", chart, "--repo", url, "--version", "1.2.3",
+        "--labels", f"{labels},reconciler-digest={release.digest}",
+    )  # fmt: skip
+    assert deployed_chart(world) == f"{chart}-1.2.3+build.5"
+
+    code, result, stderr = world.apply("--full")
+    assert code == 1, stderr
+    [action] = result["actions"]
+    assert "1.2.3+build.5" in action["reason"]
+    status = json.loads(world.cli("status", "-o", "json").stdout)
+    [row] = [r for r in status["releases"] if r["release"] == "web"]
+    assert row["deployed"] == "1.2.3+build.5"
+    assert row["desired"] == "1.2.3"
+    assert deployed_chart(world) == f"{chart}-1.2.3+build.5", "nothing else was installed"
