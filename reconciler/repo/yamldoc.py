@@ -129,6 +129,33 @@ class _Loader(_BaseLoader):  # type: ignore[valid-type,misc]
 def compose(text: str) -> Node | None:
     """The node tree of a single-document stream (C parser); raises yaml.YAMLError."""
 
+    return _compose(text)[0]
+
+
+# helm's go-yaml reads the escape \' in double quotes as ', which libyaml refuses: each one
+# is written as \x27 (the same character) and the text parsed again, a few times at most.
+MAX_QUOTE_ESCAPES = 20
+
+
+def _compose(text: str) -> tuple[Node | None, str]:
+    """The node tree and the text it was composed from (with \' rewritten)."""
+
+    for _ in range(MAX_QUOTE_ESCAPES):
+        try:
+            return _compose_once(text), text
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            at = mark.index if mark is not None else -1
+            if (
+                getattr(error, "problem", "") != "found unknown escape character"
+                or text[at : at + 2] != "\\'"
+            ):
+                raise
+            text = text[:at] + "\\x27" + text[at + 2 :]
+    return _compose_once(text), text
+
+
+def _compose_once(text: str) -> Node | None:
     loader = _Loader(text)
     try:
         node: Node | None = loader.get_single_node()
@@ -144,7 +171,7 @@ def parse(data: bytes) -> tuple[dict[str, Any] | None, list[YamlProblem]]:
     if text is None:
         return None, [problem] if problem else []
     try:
-        root = compose(text)
+        root, text = _compose(text)
     except yaml.YAMLError as error:
         return None, [_syntax_problem(error)]
     if root is None:
@@ -172,7 +199,7 @@ def parse_values(text: str) -> tuple[dict[str, Any] | None, list[YamlProblem]]:
     nothing or null is `{}`; else a mapping, or every problem found in it."""
 
     try:
-        root = compose(text)
+        root, text = _compose(text)
     except yaml.YAMLError as error:
         return None, [_syntax_problem(error)]
     if root is None or (isinstance(root, ScalarNode) and root.tag == helmyaml.TAG_NULL):

@@ -41,7 +41,7 @@ _OTHER = [
 # no-break space, BOM, control characters, astral characters, a surrogate-free \U.
 _DOUBLE_ONLY = [
     r"\u00e9", r"\U0001F600", r"\x41", r"\N", r"\L", r"\P", r"\_", r"\ufeff", r"\x7f",
-    r"\x85", r"\t", r"\0", r"\e", r"\a", r"\v", r"a\nb", r"trailing\n", r"\"quoted\"",
+    r"\x85", r"\t", r"\0", r"\e", r"\a", r"\v", r"it\'s", r"a\nb", r"trailing\n", r"\"quoted\"",
     r"back\\slash", r"\ufffe",
 ]  # fmt: skip
 _SPACED = ["trailing ", " leading", "  both  ", "", " "]
