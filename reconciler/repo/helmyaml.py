@@ -24,6 +24,7 @@ that helm reads back to exactly the canonical values.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -65,6 +66,7 @@ _DIGITS = {2: frozenset("01"), 8: frozenset("01234567"), 10: frozenset("01234567
 _DIGITS[16] = frozenset("0123456789abcdefABCDEF")
 
 
+@functools.lru_cache(maxsize=65536)  # environment files repeat the same few scalars
 def resolve(text: str) -> tuple[str, Any]:
     """(tag, value) of a plain scalar as go-yaml v2 `resolve("", text)` gives it to helm.
 
