@@ -3,7 +3,10 @@
 Every `helm install oci://...` downloads its chart again, and for a classic repository
 the whole index too; that is a third of the CPU time of a cold converge. A chart that
 only one action needs is left to that action's own helm process, so a pass that
-changes one release still runs one helm process.
+changes one release still runs one helm process, except from a classic HTTP repository:
+there helm takes `--version 1.2.3` as a range that `1.2.3+build.5` satisfies, so its
+charts are always pulled first and installed only when the archive holds exactly the
+pinned version (`Helm.pull` checks).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ class SharedCharts:
         uses = Counter(
             a.desired.chart for a in actions if a.desired and a.kind in ("install", "upgrade")
         )
-        self._shared = {chart for chart, count in uses.items() if count > 1}
+        self._shared = {chart for chart, count in uses.items() if count > 1 or not chart.is_oci}
         self._helm = helm
         self._timeout_seconds = timeout_seconds
         self._folder: Path | None = None
@@ -39,7 +42,8 @@ class SharedCharts:
         self._folder_lock = threading.Lock()
 
     def archive(self, chart: ChartRef) -> Path | None:
-        """The pulled archive of a shared chart; None when the action should fetch it itself.
+        """The pulled archive of a shared (or HTTP) chart; None when the action should fetch it
+        itself.
 
         A failed pull is remembered, so the releases of a missing chart fail with one
         helm process, not one each.

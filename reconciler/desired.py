@@ -18,6 +18,12 @@ the key from the chart defaults; dropping it here would bring the chart default 
 
 Values from the Secret must never be printed: `secret_paths` says which paths
 they occupy and `mask_secrets` hides them.
+
+Every layer is read as helm reads a values file (`reconciler.repo.helmyaml`), and the
+merged values are kept in helm's canonical form (numbers as float64), so that what is
+compared with the deployed release and what helm is given are one and the same.
+An in-cluster key that helm would refuse or read differently holds only the releases
+that use it (`DesiredRelease.values_problem`).
 """
 
 from __future__ import annotations
@@ -25,10 +31,8 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
-
-import yaml
 
 from reconciler.errors import ReconcilerError
 from reconciler.model import (
@@ -42,6 +46,7 @@ from reconciler.model import (
     Values,
     render_version,
 )
+from reconciler.repo import helmyaml, yamldoc
 
 SHARED_KEY = "values.yaml"
 SECRET_MASK = "<secret>"  # noqa: S105 - the placeholder printed instead of a secret
@@ -51,13 +56,21 @@ ValuePath = tuple[str, ...]
 
 @dataclass(frozen=True)
 class ValuesSource:
-    """The values of one in-cluster object: `values.yaml` and one `<release>.yaml` per release."""
+    """The values of one in-cluster object: `values.yaml` and one `<release>.yaml` per release.
+
+    `problems` maps a key that could not be read as helm would (`values.yaml` or
+    `<release>.yaml`) to a one-line message; its releases are held, the others go on.
+    """
 
     shared: Values = field(default_factory=dict)
     per_release: Mapping[str, Values] = field(default_factory=dict)
+    problems: Mapping[str, str] = field(default_factory=dict)
 
     def for_release(self, release: str) -> Values:
         return self.per_release.get(release, {})
+
+    def problem_for(self, release: str) -> str | None:
+        return self.problems.get(SHARED_KEY) or self.problems.get(f"{release}.yaml")
 
 
 @dataclass(frozen=True)
@@ -66,6 +79,11 @@ class ClusterValues:
 
     config_map: ValuesSource = field(default_factory=ValuesSource)
     secret: ValuesSource = field(default_factory=ValuesSource)
+
+    def problem_for(self, release: str) -> str | None:
+        """Why the in-cluster values of `release` cannot be used, or None."""
+
+        return self.config_map.problem_for(release) or self.secret.problem_for(release)
 
 
 def desired_state(
@@ -176,13 +194,20 @@ def leaves(values: Mapping[str, Any], prefix: ValuePath = ()) -> Iterator[tuple[
 
 
 def cluster_values_from_data(
-    config_map: Mapping[str, str] | None, secret: Mapping[str, str] | None
+    config_map: Mapping[str, str] | None,
+    secret: Mapping[str, str] | None,
+    config_map_name: str = "",
+    secret_name: str = "",
 ) -> ClusterValues:
-    """Parse the `data` of the values ConfigMap (text) and Secret (base64, as the API gives it)."""
+    """Parse the `data` of the values ConfigMap (text) and Secret (base64, as the API gives it).
+
+    Never raises for what the objects hold: a key that cannot be read is recorded in its
+    source's `problems` (a Secret's message shows no text of the Secret).
+    """
 
     return ClusterValues(
-        config_map=_source(config_map or {}, "ConfigMap", _identity, sensitive=False),
-        secret=_source(secret or {}, "Secret", _b64decode, sensitive=True),
+        config_map=_source(config_map or {}, f"ConfigMap {config_map_name}".strip(), _identity),
+        secret=_source(secret or {}, f"Secret {secret_name}".strip(), _b64decode, sensitive=True),
     )
 
 
@@ -193,63 +218,42 @@ def _identity(text: str) -> str:
 def _b64decode(text: str) -> str:
     try:
         return base64.b64decode(text, validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError) as error:
+    except (binascii.Error, UnicodeDecodeError, ValueError) as error:
         raise ValueError("not base64-encoded UTF-8") from error
 
 
 def _source(
-    data: Mapping[str, str], kind: str, decode: Callable[[str], str], *, sensitive: bool
+    data: Mapping[str, str], kind: str, decode: Callable[[str], str], *, sensitive: bool = False
 ) -> ValuesSource:
     shared: Values = {}
     per_release: dict[str, Values] = {}
+    problems: dict[str, str] = {}
     for key, raw in data.items():
-        if not key.endswith(".yaml"):
+        if not isinstance(key, str) or not key.endswith(".yaml"):
             continue
-        values = _parse(kind, key, raw, decode, sensitive=sensitive)
+        try:
+            values = _parse(decode(raw) if isinstance(raw, str) else "", sensitive=sensitive)
+        except ValueError as error:
+            problems[key] = f"{kind} key {key!r}: {error}; fix the object or remove the key"
+            continue
         if key == SHARED_KEY:
             shared = values
         else:
             per_release[key.removesuffix(".yaml")] = values
-    return ValuesSource(shared=shared, per_release=per_release)
+    return ValuesSource(shared=shared, per_release=per_release, problems=problems)
 
 
-def _parse(
-    kind: str, key: str, raw: str, decode: Callable[[str], str], *, sensitive: bool
-) -> Values:
-    where = f"{kind} key {key!r}"
-    try:
-        loaded = yaml.load(decode(raw), Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader
-    except ValueError as error:
-        raise ReconcilerError(f"{where}: {error}") from None
-    except yaml.YAMLError as error:
-        raise ReconcilerError(f"{where}: {_yaml_problem(error, sensitive=sensitive)}") from None
-    if loaded is None:
-        return {}
-    if not isinstance(loaded, dict):
-        raise ReconcilerError(f"{where}: must be a YAML mapping, got {type(loaded).__name__}")
-    return loaded
+def _parse(text: str, *, sensitive: bool) -> Values:
+    """One in-cluster values text as helm reads it; ValueError names the first problem."""
 
-
-def _yaml_problem(error: yaml.YAMLError, *, sensitive: bool) -> str:
-    # PyYAML quotes the offending source line; for a Secret only the position may be shown.
-    mark = getattr(error, "problem_mark", None)
-    line = f" at line {mark.line + 1}" if mark is not None else ""
-    if sensitive:
-        return f"invalid YAML{line} (content hidden: it comes from a Secret)"
-    problem = getattr(error, "problem", None) or str(error)
-    return f"invalid YAML{line}: {problem}"
-
-
-class _NoAliasLoader(yaml.SafeLoader):
-    """SafeLoader that refuses anchors/aliases, so a small object cannot expand into a huge one."""
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()  # type: ignore[no-untyped-call]
-            raise yaml.composer.ComposerError(
-                None, None, "YAML aliases are not allowed here", event.start_mark
-            )
-        return super().compose_node(parent, index)
+    values, problems = yamldoc.parse_values(text)
+    if values is not None:
+        return values
+    first = problems[0]
+    message = first.safe if sensitive else first.message
+    line = f"line {first.line}: " if first.line else ""
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    raise ValueError(f"{line}{message}{more}")
 
 
 def _installation(env: Environments, name: str) -> Installation:
@@ -269,8 +273,13 @@ def _desired_release(
             f"{release.path or release.name}: release {release.name!r} names unknown "
             f"project {release.project!r}"
         )
-    values = merge_values([v for _, v in value_layers(project, inst, release, cluster_values)])
-    return DesiredRelease(
+    merged = merge_values([v for _, v in value_layers(project, inst, release, cluster_values)])
+    problem = cluster_values.problem_for(release.name)
+    try:
+        values = helmyaml.canonical(merged)
+    except helmyaml.ValueProblem as error:  # git values are checked on load; kept as a guard
+        values, problem = {}, problem or f"values: {error}"
+    desired = DesiredRelease(
         name=release.name,
         namespace=release.namespace or project.namespace,
         project=project.name,
@@ -279,6 +288,7 @@ def _desired_release(
         depends_on=_depends_on(inst, project),
         ref=release.ref,
     )
+    return replace(desired, values_problem=problem) if problem else desired
 
 
 def _chart(project: Project, inst: Installation, release: Release) -> ChartRef:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import tarfile
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -29,6 +30,7 @@ from reconciler.model import (
     DesiredRelease,
     Policy,
 )
+from reconciler.repo import helmyaml
 
 VERSION_PATTERN = re.compile(r"v?(\d+)\.(\d+)\.(\d+)")
 # helm's words when the release's namespace is missing, e.g.
@@ -149,7 +151,10 @@ class Helm:
         self._run(argv, policy.timeout_seconds)
 
     def pull(self, chart: ChartRef, into: Path, timeout_seconds: int) -> Path:
-        """Download a chart archive once, for several releases to install from."""
+        """Download a chart archive once, for several releases to install from.
+
+        Raises HelmError when the archive is not exactly `chart.version` (helm reads a
+        version as a range in classic repositories: `1.2.3` finds `1.2.3+build.5`)."""
 
         argv = ["pull", *self._chart_args(chart), "--destination", str(into)]
         self._run(argv, timeout_seconds)
@@ -157,6 +162,14 @@ class Helm:
         if len(archives) != 1:
             raise HelmError(
                 f"`helm pull {chart.name}` left {len(archives)} chart archives in {into}, not one"
+            )
+        found = archive_version(archives[0])
+        if found != chart.version:
+            raise HelmError(
+                f"chart {chart.name} {chart.version} is not in {chart.repository}: helm would"
+                f" install {found or 'an archive without a version'} instead, which a pinned"
+                f" version never means; publish {chart.version} or pin a version the"
+                " repository holds"
             )
         return archives[0]
 
@@ -196,6 +209,32 @@ class Helm:
             ) from error
 
 
+MAX_CHART_YAML_BYTES = 1024 * 1024
+
+
+def archive_version(archive: Path) -> str | None:
+    """The `version` of `<chart>/Chart.yaml` in a chart archive, or None when unreadable."""
+
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            for member in tar:
+                parts = member.name.split("/")
+                if len(parts) == 2 and parts[1] == "Chart.yaml" and member.isfile():
+                    if member.size > MAX_CHART_YAML_BYTES:
+                        return None
+                    handle = tar.extractfile(member)
+                    text = handle.read().decode("utf-8") if handle else ""
+                    document = yaml.load(text, Loader=_ChartLoader)  # noqa: S506 - safe
+                    version = document.get("version") if isinstance(document, dict) else None
+                    return str(version) if version is not None else None
+    except (OSError, tarfile.TarError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    return None
+
+
+_ChartLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 @contextmanager
 def _values_file(values: Mapping[str, object]) -> Iterator[Path]:
     folder = scratch.make("values")
@@ -203,7 +242,8 @@ def _values_file(values: Mapping[str, object]) -> Iterator[Path]:
         path = folder / "values.yaml"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            yaml.safe_dump(dict(values), handle, sort_keys=True)
+            # JSON is YAML that no reader takes for another type: "y" stays a string.
+            handle.write(helmyaml.dumps(values))
         yield path
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -134,7 +134,11 @@ class ChartRef:
 
 @dataclass(frozen=True)
 class DesiredRelease:
-    """One release as the installation should have it, values fully layered."""
+    """One release as the installation should have it, values fully layered.
+
+    `values_problem` says why its values cannot be computed (an in-cluster layer helm
+    would read differently); such a release is held, never installed.
+    """
 
     name: str
     namespace: str
@@ -143,6 +147,7 @@ class DesiredRelease:
     values: Values
     depends_on: tuple[str, ...] = ()
     ref: str | None = None
+    values_problem: str | None = None
 
     @property
     def digest(self) -> str:

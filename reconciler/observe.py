@@ -22,6 +22,7 @@ from typing import Any
 from reconciler.errors import KubeError
 from reconciler.kube import SECRETS, JsonObject, Kube
 from reconciler.model import LABEL_DIGEST, LABEL_INSTALLATION, LABEL_MANAGED_BY, MANAGED_BY, Values
+from reconciler.repo import helmyaml
 
 # Superseded revisions never change a decision; leaving them out of the LIST
 # cuts the transfer by the length of the history.
@@ -171,9 +172,19 @@ def detail_of(record: Mapping[str, Any]) -> ReleaseDetail:
         chart_name=str(metadata.get("name", "")),
         chart_version=str(metadata.get("version", "")),
         app_version=str(metadata.get("appVersion", "") or ""),
-        values=values if isinstance(values, dict) else {},
+        values=_canonical(values) if isinstance(values, dict) else {},
         description=str(info.get("description", "")),
     )
+
+
+def _canonical(values: Values) -> Values:
+    """The deployed values in the form desired values are kept in (helmyaml.canonical)."""
+
+    try:
+        canonical: Values = helmyaml.canonical(values)
+    except helmyaml.ValueProblem:
+        return values  # not what helm writes: it differs from any desired values, and shows
+    return canonical
 
 
 def _revision_of(

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from reconciler.errors import ReconcilerError
 from reconciler.model import DesiredRelease, DesiredState, Policy
 from reconciler.observe import PENDING, ReleaseState, Revision
+from reconciler.repo import helmyaml
 
 ActionKind = Literal["install", "upgrade", "unlock", "uninstall"]
 Key = tuple[str, str]
@@ -117,7 +118,7 @@ def plan(
     blocked: dict[str, bool] = {}
     for release in topological(desired.releases):
         key = (release.namespace, release.name)
-        out_of_reach = _out_of_reach(release, options, unreadable)
+        out_of_reach = _out_of_reach(release, options, unreadable) or _bad_values(release)
         if out_of_reach:
             blocked[release.name] = out_of_reach.gave_up
             held.append(out_of_reach)
@@ -171,6 +172,14 @@ def _out_of_reach(
         )
         return Hold(release.name, namespace, reason)
     return None
+
+
+def _bad_values(release: DesiredRelease) -> Hold | None:
+    """Values helm would read differently are never installed; a fix of the layer lifts it."""
+
+    if release.values_problem is None:
+        return None
+    return Hold(release.name, release.namespace, release.values_problem, gave_up=True)
 
 
 def _plan_release(
@@ -334,7 +343,8 @@ def changed_paths(old: Any, new: Any, prefix: str = "") -> list[str]:
             else:
                 paths.extend(changed_paths(old[key], new[key], child))
         return paths
-    return [] if old == new else [prefix or "(root)"]
+    # Canonical values (see observe and desired), compared strictly: True is not 1.
+    return [] if helmyaml.same(old, new) else [prefix or "(root)"]
 
 
 def _prune(

@@ -16,7 +16,7 @@ from reconciler.desired import ClusterValues, cluster_values_from_data, desired_
 from reconciler.errors import ReconcilerError
 from reconciler.execute import Outcome, execute
 from reconciler.helm import Helm
-from reconciler.kube import CONFIGMAPS, SECRETS, Kube, ensure_namespace
+from reconciler.kube import CONFIGMAPS, SECRETS, JsonObject, Kube, ensure_namespace
 from reconciler.masking import SecretMask, scalars
 from reconciler.model import DesiredState, Environments, ValuesFrom
 from reconciler.observe import ReleaseState, latest_revision, read_index, with_detail
@@ -69,17 +69,25 @@ def load_revision(source: GitSource | LocalSource) -> Environments:
 
 
 def read_cluster_values(kube: Kube, source: ValuesFrom) -> ClusterValues:
+    """The values ConfigMap and Secret; a key helm could not read holds its releases only."""
+
     config_map = (
         kube.get(CONFIGMAPS.path(source.namespace, source.config_map))
         if source.config_map
         else None
     )
     secret = kube.get(SECRETS.path(source.namespace, source.secret)) if source.secret else None
-    try:
-        return cluster_values_from_data((config_map or {}).get("data"), (secret or {}).get("data"))
-    except ReconcilerError as error:
-        where = f"values from namespace {source.namespace}"
-        raise ReconcilerError(f"{where}: {error}; fix the object or remove the key") from None
+    return cluster_values_from_data(
+        _data(config_map),
+        _data(secret),
+        f"{source.namespace}/{source.config_map}",
+        f"{source.namespace}/{source.secret}",
+    )
+
+
+def _data(obj: JsonObject | None) -> dict[str, str]:
+    data = (obj or {}).get("data")
+    return data if isinstance(data, dict) else {}
 
 
 def observe(
@@ -163,6 +171,15 @@ def apply_pass(
         probe if kube else None,
         namespace,
     )
+
+
+def _same_detail(state: ReleaseState, before: ReleaseState | None) -> ReleaseState:
+    """`state` with the decoded record read before the pass, while it is still the latest
+    (so status keeps naming the chart version helm deployed, not a revision number)."""
+
+    if before is None or before.detail is None or before.latest.secret != state.latest.secret:
+        return state
+    return dataclasses.replace(state, detail=before.detail)
 
 
 def _secret_strings(values: ClusterValues) -> frozenset[str]:
@@ -252,7 +269,11 @@ class Engine:
             )
             # The status should say what helm holds now, not what it held before.
             index = read_index(self.kube, sorted(self.options.namespaces))
-            observation = dataclasses.replace(observation, observed=index.releases)
+            observed = {
+                key: _same_detail(state, observation.observed.get(key))
+                for key, state in index.releases.items()
+            }
+            observation = dataclasses.replace(observation, observed=observed)
         result = PassResult(the_plan, tuple(outcomes))
         self.record(result, observation)
         return result

@@ -16,6 +16,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode
 
 from reconciler.errors import ReconcilerError
 from reconciler.model import API_VERSION
+from reconciler.repo import helmyaml
 
 
 class ReleaseFileError(ReconcilerError):
@@ -106,8 +107,10 @@ def _text_of(node: ScalarNode) -> str | None:
 
 def _scalar(value: str, style: str | None) -> str:
     quote = style if style in ("'", '"') else None
-    # A SHA made only of digits would load as a number; quote it to stay a string.
-    if quote is None and not isinstance(yaml.safe_load(value), str):
+    # A SHA made only of digits (or digits around one `e`) would load as a number; quote
+    # it to stay a string for helm's reading (what the loader uses) and PyYAML's alike.
+    plain_is_text = helmyaml.resolve(value)[0] == helmyaml.TAG_STR
+    if quote is None and not (plain_is_text and isinstance(yaml.safe_load(value), str)):
         quote = '"'
     return f"{quote}{value}{quote}" if quote else value
 

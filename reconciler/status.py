@@ -124,7 +124,14 @@ def _rows(
         state = observed.get(key)
         want = versions.get(key, "")
         if key in in_sync:
-            row = ("in-sync", want, "", "")
+            # What helm recorded when the record was read (a full resync), else what the
+            # digest label proves was asked for, which helm installs exactly.
+            row = (
+                "in-sync",
+                state.detail.chart_version if state and state.detail else want,
+                "",
+                "",
+            )
         elif outcome:
             done = outcome.result == "succeeded"
             deployed = want if done and outcome.kind != "uninstall" else _deployed(state)

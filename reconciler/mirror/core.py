@@ -15,7 +15,7 @@ from reconciler.promote import PromoteError, Promoter, Request, Result
 from reconciler.releasefile import ReleaseFileError
 
 Status = Literal["promoted", "unchanged", "duplicate", "ignored", "rejected"]
-_SHA = re.compile(r"^[0-9a-f]{40}$")
+_SHA = re.compile(r"[0-9a-f]{40}")
 
 
 class DeploymentError(ReconcilerError):
@@ -137,7 +137,7 @@ class Mirror:
                 f"environment {deployment.environment!r} is not in the mapping for"
                 f" {deployment.repository} (unlistedEnvironments: reject)",
             )
-        if not _SHA.match(deployment.sha):
+        if not _SHA.fullmatch(deployment.sha):
             return self._rejected(deployment, f"sha {deployment.sha!r} is not a 40-hex commit SHA")
         return Request(
             project=mapped.project,

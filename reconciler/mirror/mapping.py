@@ -37,8 +37,8 @@ from reconciler.model import API_VERSION
 KIND = "DeploymentMapping"
 Unlisted = Literal["same-name", "reject", "ignore"]
 UNLISTED = ("same-name", "reject", "ignore")
-_REPOSITORY = re.compile(r"^[A-Za-z0-9-]+/[A-Za-z0-9._-]+$")
-_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_REPOSITORY = re.compile(r"[A-Za-z0-9-]+/[A-Za-z0-9._-]+")
+_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
 
 class MappingError(ReconcilerError):
@@ -132,7 +132,7 @@ def parse_mapping(document: Any, source: str = "mapping") -> DeploymentMapping:
 def _repository(name: str, entry: Any, problems: list[str]) -> RepositoryMapping | None:
     where = f"repositories.{name}"
     before = len(problems)
-    if not _REPOSITORY.match(name):
+    if not _REPOSITORY.fullmatch(name):
         problems.append(f"{where}: expected owner/repo")
     if not isinstance(entry, dict):
         problems.append(f"{where}: expected a mapping with at least `project`")
@@ -140,7 +140,7 @@ def _repository(name: str, entry: Any, problems: list[str]) -> RepositoryMapping
     allowed = {"project", "environments", "unlistedEnvironments", "ignoreEnvironments", "tasks"}
     problems += [f"{where}.{key}: unknown field" for key in sorted(set(entry) - allowed)]
     project = entry.get("project")
-    if not isinstance(project, str) or not _NAME.match(project):
+    if not isinstance(project, str) or not _NAME.fullmatch(project):
         problems.append(f"{where}.project: required, a project name (lowercase DNS label)")
     unlisted = entry.get("unlistedEnvironments", "reject")
     if unlisted not in UNLISTED:
@@ -212,7 +212,7 @@ def _installations(where: str, names: Any, problems: list[str]) -> Target | None
     if (
         not isinstance(names, list)
         or not names
-        or not all(isinstance(n, str) and _NAME.match(n) for n in names)
+        or not all(isinstance(n, str) and _NAME.fullmatch(n) for n in names)
     ):
         problems.append(f"{where}: expected installation names (lowercase DNS labels)")
         return None

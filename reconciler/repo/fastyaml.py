@@ -10,12 +10,11 @@ a differential test holds it to the same result as `yamldoc.parse`.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
-from yaml.resolver import Resolver
-
-from reconciler.repo.yamldoc import TAG_STR, UnsupportedScalar, scalar_value
+from reconciler.repo import helmyaml
 
 # Only files this small take the fast path, so the node limits of yamldoc hold here too.
 MAX_LINES = 2_000
@@ -49,7 +48,6 @@ _LINE = re.compile(
     r"(?: *+(?<= )#[^\n]*)? *+\n"
     r"|([^\n]*\n)"
 )
-_RESOLVERS = Resolver.yaml_implicit_resolvers
 _NO_VALUE = object()
 _DECLINE = object()
 _plain_cache: dict[str, Any] = {}
@@ -57,20 +55,14 @@ _string_keys: set[str] = set()
 
 
 def _plain(text: str) -> Any:
-    """The value of a plain scalar, resolved exactly as yamldoc (libyaml + Resolver) does."""
+    """The value of a plain scalar as helm reads it, exactly as yamldoc resolves it."""
 
     cached = _plain_cache.get(text, _NO_VALUE)
     if cached is not _NO_VALUE:
         return cached
-    tag = TAG_STR
-    for candidate, regexp in _RESOLVERS.get(text[0], ()):
-        if regexp.match(text):
-            tag = candidate
-            break
-    try:
-        value = scalar_value(tag, text)
-    except (UnsupportedScalar, ValueError, TypeError):
-        value = _DECLINE
+    tag, value = helmyaml.resolve(text)
+    if tag == helmyaml.TAG_MERGE or (isinstance(value, float) and not math.isfinite(value)):
+        value = _DECLINE  # yamldoc merges, or reports the number helm refuses
     if len(_plain_cache) > 50_000:
         _plain_cache.clear()
     _plain_cache[text] = value

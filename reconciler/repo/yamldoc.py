@@ -8,12 +8,18 @@ This is the authoritative path; `fastyaml` only skips it for simple files.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import base64
+import binascii
+import math
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from reconciler.repo import helmyaml
 
 MAX_FILE_BYTES = 1024 * 1024
 # Counted after expanding aliases: a "billion laughs" document is a few hundred bytes
@@ -21,18 +27,12 @@ MAX_FILE_BYTES = 1024 * 1024
 MAX_NODES = 100_000
 MAX_DEPTH = 64
 
-TAG_STR = "tag:yaml.org,2002:str"
-TAG_MERGE = "tag:yaml.org,2002:merge"
+TAG_STR = helmyaml.TAG_STR
+TAG_MERGE = helmyaml.TAG_MERGE
 TAG_TIMESTAMP = "tag:yaml.org,2002:timestamp"
 TAG_MAP = "tag:yaml.org,2002:map"
 TAG_SEQ = "tag:yaml.org,2002:seq"
-_CONSTRUCTED_TAGS = (
-    "tag:yaml.org,2002:null",
-    "tag:yaml.org,2002:bool",
-    "tag:yaml.org,2002:int",
-    "tag:yaml.org,2002:float",
-)
-_CONSTRUCTOR = yaml.SafeLoader("")
+_RESOLVED_TAGS = (helmyaml.TAG_NULL, helmyaml.TAG_BOOL, helmyaml.TAG_INT, helmyaml.TAG_FLOAT)
 
 
 class UnsupportedScalar(Exception):
@@ -40,22 +40,38 @@ class UnsupportedScalar(Exception):
 
 
 def scalar_value(tag: str, value: str) -> Any:
-    """The Python value of a resolved scalar, as both YAML paths build it."""
+    """The value of a scalar as helm reads it (`helmyaml`), for both YAML paths.
+
+    Raises UnsupportedScalar for tags helm would not read as plain data, ValueError for
+    a value its tag cannot take (`!!int abc`, `!!binary` that is not UTF-8 base64).
+    """
 
     if tag == TAG_STR:
         return value
-    if tag in _CONSTRUCTED_TAGS:
-        return _CONSTRUCTOR.yaml_constructors[tag](_CONSTRUCTOR, ScalarNode(tag, value))
+    if tag in _RESOLVED_TAGS:
+        return helmyaml.resolve_tagged(tag, value)
     if tag == TAG_TIMESTAMP:
-        # Helm reads an unquoted date as a string; so do we, instead of a datetime.
+        # go-yaml hands an unquoted date to helm as its text, not as a time.
         return value
+    if tag == helmyaml.TAG_BINARY:
+        try:
+            return base64.b64decode("".join(value.split()), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            raise ValueError("!!binary holds no base64 of UTF-8 text") from None
     raise UnsupportedScalar(tag)
 
 
 @dataclass(frozen=True)
 class YamlProblem:
+    """`hidden` is the message without any text of the document, for Secret sources."""
+
     line: int | None
     message: str
+    hidden: str = ""
+
+    @property
+    def safe(self) -> str:
+        return self.hidden or self.message
 
 
 class _Abort(Exception):
@@ -84,7 +100,7 @@ _BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoade
 
 
 class _Loader(_BaseLoader):  # type: ignore[valid-type,misc]
-    """libyaml with the tag resolution of plain scalars cached.
+    """libyaml's parser with helm's resolution of plain scalars (`helmyaml`), cached.
 
     libyaml calls back into Python for every node; resolving a plain scalar runs regular
     expressions, and environment files repeat the same few keys and values thousands of times.
@@ -96,7 +112,7 @@ class _Loader(_BaseLoader):  # type: ignore[valid-type,misc]
         if kind is ScalarNode and implicit[0]:
             tag = self._resolved.get(value)
             if tag is None:
-                tag = super().resolve(kind, value, implicit)
+                tag = helmyaml.resolve(value)[0]
                 if len(self._resolved) > 50_000:
                     self._resolved.clear()
                 self._resolved[value] = tag
@@ -113,6 +129,33 @@ class _Loader(_BaseLoader):  # type: ignore[valid-type,misc]
 def compose(text: str) -> Node | None:
     """The node tree of a single-document stream (C parser); raises yaml.YAMLError."""
 
+    return _compose(text)[0]
+
+
+# helm's go-yaml reads the escape \' in double quotes as ', which libyaml refuses: each one
+# is written as \x27 (the same character) and the text parsed again, a few times at most.
+MAX_QUOTE_ESCAPES = 20
+
+
+def _compose(text: str) -> tuple[Node | None, str]:
+    """The node tree and the text it was composed from (with \' rewritten)."""
+
+    for _ in range(MAX_QUOTE_ESCAPES):
+        try:
+            return _compose_once(text), text
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            at = mark.index if mark is not None else -1
+            if (
+                getattr(error, "problem", "") != "found unknown escape character"
+                or text[at : at + 2] != "\\'"
+            ):
+                raise
+            text = text[:at] + "\\x27" + text[at + 2 :]
+    return _compose_once(text), text
+
+
+def _compose_once(text: str) -> Node | None:
     loader = _Loader(text)
     try:
         node: Node | None = loader.get_single_node()
@@ -128,7 +171,7 @@ def parse(data: bytes) -> tuple[dict[str, Any] | None, list[YamlProblem]]:
     if text is None:
         return None, [problem] if problem else []
     try:
-        root = compose(text)
+        root, text = _compose(text)
     except yaml.YAMLError as error:
         return None, [_syntax_problem(error)]
     if root is None:
@@ -140,7 +183,7 @@ def parse(data: bytes) -> tuple[dict[str, Any] | None, list[YamlProblem]]:
                 _line(root), f"the top of the file must be a mapping (key: value), not {found}"
             )
         ]
-    builder = _Builder()
+    builder = _Builder(text)
     try:
         document = builder.build(root, 0)
     except _Abort as abort:
@@ -149,6 +192,31 @@ def parse(data: bytes) -> tuple[dict[str, Any] | None, list[YamlProblem]]:
         return None, builder.problems
     assert isinstance(document, dict)
     return document, []
+
+
+def parse_values(text: str) -> tuple[dict[str, Any] | None, list[YamlProblem]]:
+    """A values document (an in-cluster ConfigMap or Secret key) as helm reads it:
+    nothing or null is `{}`; else a mapping, or every problem found in it."""
+
+    try:
+        root, text = _compose(text)
+    except yaml.YAMLError as error:
+        return None, [_syntax_problem(error)]
+    if root is None or (isinstance(root, ScalarNode) and root.tag == helmyaml.TAG_NULL):
+        return {}, []
+    if not isinstance(root, MappingNode):
+        found = "a list" if isinstance(root, SequenceNode) else "a single value"
+        return None, [
+            YamlProblem(_line(root), f"the values must be a mapping (key: value), not {found}")
+        ]
+    builder = _Builder(text)
+    try:
+        document = builder.build(root, 0)
+    except _Abort as abort:
+        return None, [abort.problem]
+    if builder.problems:
+        return None, builder.problems
+    return document if isinstance(document, dict) else {}, []
 
 
 def locate(text: str, path: Sequence[str | int]) -> int | None:
@@ -202,20 +270,31 @@ def _syntax_problem(error: yaml.YAMLError) -> YamlProblem:
             line, "the file holds several YAML documents ('---'); keep one document per file"
         )
     detail = f"{context}, {problem}" if context else problem
-    return YamlProblem(line, f"invalid YAML: {detail}; check the indentation and quoting")
+    return YamlProblem(
+        line,
+        f"invalid YAML: {detail}; check the indentation and quoting",
+        "invalid YAML; check the indentation and quoting",
+    )
+
+
+_SLASH_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\/")
 
 
 class _Builder:
     """Turns a node tree into plain data, collecting problems instead of stopping at one."""
 
-    def __init__(self) -> None:
+    def __init__(self, text: str = "") -> None:
+        # libyaml reads what helm's go-yaml v2 refuses: the escape \/, and a `?` inside
+        # a plain scalar in [ ] or { }. Only a text holding one needs its scalars looked at.
+        self._text = text if "\\/" in text or "?" in text else ""
+        self._flow = 0  # how many flow collections ([ ] { }) the node being built is in
         self.problems: list[YamlProblem] = []
         self._budget = MAX_NODES
         self._active: set[int] = set()
 
     def build(self, node: Node, depth: int) -> Any:
         self._budget -= 1
-        if node.tag == TAG_STR and self._budget >= 0:
+        if node.tag == TAG_STR and self._budget >= 0 and not self._text:
             return node.value  # most nodes: the one case worth a shortcut
         if self._budget < 0:
             raise _Abort(
@@ -237,44 +316,83 @@ class _Builder:
             self.problems.append(_unsupported_tag(node))
             return None
         self._active.add(id(node))
+        flow = int(bool(getattr(node, "flow_style", False)))
+        self._flow += flow
         try:
             if isinstance(node, MappingNode):
                 return self._mapping(node, depth)
             return [self.build(item, depth + 1) for item in node.value]
         finally:
+            self._flow -= flow
             self._active.discard(id(node))
 
-    def _scalar(self, node: ScalarNode) -> Any:
+    def _scalar(self, node: ScalarNode, key: bool = False) -> Any:
+        if self._text and self._flow and not node.style and "?" in node.value:
+            self.problems.append(
+                YamlProblem(
+                    _line(node),
+                    "helm's YAML reader ends a plain value at ? inside [ ] or { }; quote the value",
+                )
+            )
+            return None
+        if self._text and node.style == '"' and _SLASH_ESCAPE.search(self._raw(node)):
+            self.problems.append(
+                YamlProblem(
+                    _line(node),
+                    "helm's YAML reader has no escape \\/ in double quotes; write / instead",
+                )
+            )
+            return None
         try:
-            return scalar_value(node.tag, node.value)
+            value = scalar_value(node.tag, node.value)
         except UnsupportedScalar:
             self.problems.append(_unsupported_tag(node))
+            return None
         except (ValueError, TypeError) as error:
-            self.problems.append(YamlProblem(_line(node), f"invalid value: {error}"))
-        return None
+            self.problems.append(
+                YamlProblem(_line(node), f"invalid value: {error}", "a value its tag cannot take")
+            )
+            return None
+        if not key and isinstance(value, float) and not math.isfinite(value):
+            self.problems.append(
+                YamlProblem(
+                    _line(node),
+                    f"{node.value} is not a number helm accepts (its values pass through JSON,"
+                    f' which has no NaN or infinity); quote it ("{node.value}") for a string',
+                    "NaN or an infinity, which helm does not accept (quote it for a string)",
+                )
+            )
+            return None
+        return value
+
+    def _raw(self, node: Node) -> str:
+        return self._text[node.start_mark.index : node.end_mark.index]
 
     def _mapping(self, node: MappingNode, depth: int) -> dict[str, Any]:
+        # In order, as go-yaml v2 builds it for helm: a merge (<<) sets its keys over
+        # those before it, a later key over the merge.
         result: dict[str, Any] = {}
-        merged: dict[str, Any] = {}
+        written: set[str] = set()
         for key_node, value_node in node.value:
-            if key_node.tag == TAG_STR and type(key_node) is ScalarNode:
+            if key_node.tag == TAG_STR and type(key_node) is ScalarNode and not self._text:
                 key: str | None = key_node.value  # nearly every key: skip the general path
             elif key_node.tag == TAG_MERGE and type(key_node) is ScalarNode:
-                merged = self._merge_sources(value_node, depth) | merged
+                result.update(self._merge_sources(value_node, depth))
                 continue
             else:
                 key = self._key(key_node)
             value = self.build(value_node, depth + 1)
             if key is None:
                 continue
-            if key in result:
+            if key in written:
                 self.problems.append(_duplicate(node, key_node, key))
                 continue
+            written.add(key)
             result[key] = value
-        return merged | result if merged else result
+        return result
 
     def _merge_sources(self, node: Node, depth: int) -> dict[str, Any]:
-        # `<<: *a` or `<<: [*a, *b]`; earlier sources win, explicit keys win over all.
+        # `<<: *a` or `<<: [*a, *b]`; earlier sources win.
         sources: Sequence[Node] = node.value if isinstance(node, SequenceNode) else [node]
         merged: dict[str, Any] = {}
         for source in reversed(sources):
@@ -289,21 +407,35 @@ class _Builder:
         return merged
 
     def _key(self, node: Node) -> str | None:
+        """The key as helm makes it a string; a problem when helm refuses or changes it."""
+
         if not isinstance(node, ScalarNode):
             self.problems.append(YamlProblem(_line(node), "a mapping key must be a plain string"))
             return None
         reported = len(self.problems)
-        value = self._scalar(node)
-        if isinstance(value, str) or len(self.problems) > reported:
-            return value if isinstance(value, str) else None
-        shown = _KEY_SHOWN.get(type(value), lambda v: repr(v))(value)
-        self.problems.append(
-            YamlProblem(
-                _line(node),
-                f'the key {node.value} is read as {shown}, not a string; quote it ("{node.value}")',
+        value = self._scalar(node, key=True)
+        if len(self.problems) > reported:
+            return None
+        try:
+            key = helmyaml.helm_key(node.tag, value)
+        except helmyaml.KeyProblem as error:
+            self.problems.append(
+                YamlProblem(
+                    _line(node),
+                    f'the key {node.value}: {error}; quote it ("{node.value}") to keep it as written',
+                )
             )
-        )
-        return None
+            return None
+        if key != node.value:
+            self.problems.append(
+                YamlProblem(
+                    _line(node),
+                    f'the key {node.value} is read by helm as "{key}"; quote it ("{node.value}")'
+                    " to keep it as written",
+                )
+            )
+            return None
+        return key
 
 
 def _duplicate(mapping: MappingNode, key_node: Node, key: str) -> YamlProblem:
@@ -321,11 +453,3 @@ def _unsupported_tag(node: Node) -> YamlProblem:
         f"the YAML tag {node.tag} is not supported here; write plain data"
         " (quote a value to make it a string)",
     )
-
-
-_KEY_SHOWN: dict[type, Callable[[Any], str]] = {
-    bool: lambda v: f"the boolean {str(v).lower()}",
-    int: lambda v: f"the number {v}",
-    float: lambda v: f"the number {v}",
-    type(None): lambda v: "null",
-}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 from typing import Any
 
 import pytest
@@ -322,29 +323,68 @@ def test_cluster_values_from_data() -> None:
 
 
 def test_invalid_secret_yaml_does_not_leak_its_content() -> None:
-    with pytest.raises(ReconcilerError) as caught:
-        cluster_values_from_data(None, {"api.yaml": b64("password: [hunter2\n")})
-    assert "Secret key 'api.yaml'" in caught.value.message
-    assert "hunter2" not in caught.value.message
+    cluster = cluster_values_from_data(None, {"api.yaml": b64("password: [hunter2\n")}, "", "ns/s")
+    problem = cluster.problem_for("api")
+    assert problem is not None
+    assert "Secret ns/s key 'api.yaml'" in problem
+    assert "hunter2" not in problem
+    assert cluster.problem_for("web") is None  # only the release that uses the key
+
+
+def test_a_secret_value_helm_refuses_is_not_shown() -> None:
+    cluster = cluster_values_from_data(None, {"values.yaml": b64("pin: .inf\n")})
+    problem = cluster.problem_for("any")
+    assert problem is not None
+    assert ".inf" not in problem
+    assert "NaN or an infinity" in problem
 
 
 def test_invalid_configmap_yaml_names_the_key_and_line() -> None:
-    with pytest.raises(ReconcilerError, match=r"ConfigMap key 'values.yaml': invalid YAML at line"):
-        cluster_values_from_data({"values.yaml": "a: 1\nb: [\n"}, None)
+    cluster = cluster_values_from_data({"values.yaml": "a: 1\nb: [\n"}, None, "ns/cm")
+    assert re.match(
+        r"ConfigMap ns/cm key 'values.yaml': line \d+: invalid YAML", cluster.problem_for("x") or ""
+    )
 
 
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"values.yaml": "- a\n- b\n"}, "must be a YAML mapping, got list"),
-        ({"values.yaml": "a: &x [1]\nb: *x\n"}, "aliases are not allowed"),
+        ({"values.yaml": "- a\n- b\n"}, "must be a mapping (key: value), not a list"),
+        ({"values.yaml": "tcp:\n  8080: a\n  on: b\n"}, 'the key on is read by helm as "true"'),
+        ({"values.yaml": "a: 1\na: 2\n"}, 'duplicate key "a"'),
+        ({"values.yaml": "1: a\n'1': b\n"}, 'duplicate key "1"'),
+        ({"values.yaml": "~: a\n"}, "null is not a key helm accepts"),
+        ({"values.yaml": "18446744073709551615: a\n"}, "beyond 64-bit integers"),
+        ({"values.yaml": "a: .nan\n"}, "not a number helm accepts"),
+        ({"values.yaml": "a: !custom x\n"}, "tag !custom is not supported"),
+        ({"values.yaml": "a: {k: why?}\n"}, "ends a plain value at ? inside [ ] or { }"),
+        ({"values.yaml": 'a: "x\\/y"\n'}, "no escape \\/ in double quotes"),
+        ({"values.yaml": "a: 1\n---\nb: 2\n"}, "several YAML documents"),
     ],
 )
 def test_rejected_configmap_values(data: dict[str, str], message: str) -> None:
-    with pytest.raises(ReconcilerError, match=message):
-        cluster_values_from_data(data, None)
+    problem = cluster_values_from_data(data, None).problem_for("api")
+    assert problem is not None
+    assert message in problem
+
+
+def test_configmap_values_read_as_helm_reads_them() -> None:
+    text = (
+        "tcp:\n  8080: default/web:80\nconfirm: 'y'\nbare: y\nat: 12:30\nnum: 1e3\nd: 2024-01-01\n"
+    )
+    cluster = cluster_values_from_data({"values.yaml": text, "api.yaml": "~"}, None)
+    assert cluster.config_map.shared == {
+        "tcp": {"8080": "default/web:80"},
+        "confirm": "y",
+        "bare": True,
+        "at": "12:30",
+        "num": 1000.0,
+        "d": "2024-01-01",
+    }
+    assert cluster.config_map.per_release == {"api": {}}
 
 
 def test_secret_that_is_not_base64() -> None:
-    with pytest.raises(ReconcilerError, match="not base64-encoded UTF-8"):
-        cluster_values_from_data(None, {"values.yaml": "!!not base64!!"})
+    problem = cluster_values_from_data(None, {"values.yaml": "!!not base64!!"}).problem_for("a")
+    assert problem is not None
+    assert "not base64-encoded UTF-8" in problem

@@ -19,6 +19,7 @@ from jsonschema import Draft202012Validator
 from reconciler.repo import fastyaml, yamldoc
 from reconciler.repo.fastschema import UnsupportedSchema, compile_schema
 from reconciler.repo.schemas import KINDS, schema_of
+from tests.support import scalars
 from tests.support.envfiles import EXAMPLES
 
 TRICKY_SCALARS = [
@@ -144,6 +145,11 @@ def corpus() -> Iterator[str]:
     for path in sorted(EXAMPLES.rglob("*.yaml")):
         if "/charts/" not in str(path) and "/.github/" not in str(path):
             yield path.read_text()
+    # Every spelling helm reads in its own way, as a value and as a key, in both paths.
+    for spelling in scalars.spellings():
+        yield f"values:\n  k: {spelling}\n  l: [{spelling}]\n" if spelling else "values:\n  k:\n"
+    for key in scalars.key_spellings():
+        yield f"values:\n  {key}: 1\n"
     rng = random.Random(20260101)
     for _ in range(3000):
         text = dumped(rng, random_mapping(rng, 0))
