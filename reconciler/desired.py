@@ -278,6 +278,7 @@ def _desired_release(
         values=values,
         depends_on=_depends_on(inst, project),
         ref=release.ref,
+        adopt=release.adopt,
     )
 
 

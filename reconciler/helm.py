@@ -104,13 +104,18 @@ class Helm:
         description: str,
         fresh: bool = False,
         chart_file: Path | None = None,
+        proof: Mapping[str, str] | None = None,
     ) -> None:
         """`helm upgrade --install`; `helm install` when helm holds no history for the
         release at all, which skips the history lookup (a tenth of the CPU).
 
-        `chart_file` is the release's chart already pulled (see `pull`)."""
+        `chart_file` is the release's chart already pulled (see `pull`); `proof` the
+        labels that sign the revision (reconciler.trust)."""
 
+        # --reset-values: the values are exactly the file's, even when it is empty (helm
+        # otherwise reuses the previous revision's values for an empty one).
         command = ["install"] if fresh else ["upgrade", "--install"]
+        reset = [] if fresh else ["--reset-values"]
         history = [] if fresh else ["--history-max", str(policy.history_max)]
         chart = [str(chart_file)] if chart_file else self._chart_args(release.chart)
         with _values_file(release.values) as values_path:
@@ -120,8 +125,9 @@ class Helm:
                 # helm's --create-namespace doubles the CPU time of every install.
                 "--namespace", release.namespace,
                 "--values", str(values_path),
-                "--labels", self._labels(installation, release.digest),
+                "--labels", self._labels(installation, release.digest, proof or {}),
                 "--description", description[:DESCRIPTION_LIMIT],
+                *reset,
                 *history,
                 "--timeout", f"{policy.timeout_seconds}s",
                 # The API server validates every object it is sent (helm 4's server-side
@@ -173,11 +179,12 @@ class Helm:
         return ["--wait=watcher"] if self.major >= 4 else ["--wait"]
 
     @staticmethod
-    def _labels(installation: str, digest: str) -> str:
+    def _labels(installation: str, digest: str, proof: Mapping[str, str]) -> str:
         labels = {
             LABEL_MANAGED_BY: MANAGED_BY,
             LABEL_INSTALLATION: installation,
             LABEL_DIGEST: digest,
+            **proof,
         }
         return ",".join(f"{k}={v}" for k, v in labels.items())
 

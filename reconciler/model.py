@@ -84,6 +84,9 @@ class ValuesFrom:
     namespace: str = "reconciler"
     config_map: str | None = None
     secret: str | None = None
+    # A missing object is an error holding every release unless marked optional.
+    config_map_optional: bool = False
+    secret_optional: bool = False
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,7 @@ class Release:
     namespace: str | None = None
     values: Values = field(default_factory=dict)
     path: str = ""
+    adopt: bool = False
 
 
 @dataclass(frozen=True)
@@ -142,10 +146,15 @@ class DesiredRelease:
     values: Values
     depends_on: tuple[str, ...] = ()
     ref: str | None = None
+    # Take over a release of the same name that is not ours (`adopt: true`, or --adopt).
+    adopt: bool = False
+    # The digest keyed with the installation's key (see reconciler.trust); set by the
+    # engine before planning, so that no label reveals the values it covers.
+    keyed_digest: str | None = field(default=None, compare=False)
 
     @property
     def digest(self) -> str:
-        return digest_of(self.chart, self.values)
+        return self.keyed_digest or digest_of(self.chart, self.values)
 
 
 def digest_of(chart: ChartRef, values: Values) -> str:

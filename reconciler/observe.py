@@ -22,6 +22,7 @@ from typing import Any
 from reconciler.errors import KubeError
 from reconciler.kube import SECRETS, JsonObject, Kube
 from reconciler.model import LABEL_DIGEST, LABEL_INSTALLATION, LABEL_MANAGED_BY, MANAGED_BY, Values
+from reconciler.trust import LABEL_REVISION, LABEL_ROLLBACK_OF, Signer
 
 # Superseded revisions never change a decision; leaving them out of the LIST
 # cuts the transfer by the length of the history.
@@ -38,6 +39,13 @@ class Revision:
     secret: str
     digest: str | None = None
     created: datetime | None = None
+    # Written by this installation's reconciler for this very number (see reconciler.trust).
+    proven: bool = False
+    # Its labels come from this installation's reconciler, maybe copied by helm from an
+    # earlier revision (a rollback, or a `helm upgrade` by hand keeps the labels).
+    signed: bool = False
+    # The revision it restores, when the reconciler wrote it by rolling back.
+    rollback_of: int | None = None
 
 
 @dataclass(frozen=True)
@@ -87,12 +95,14 @@ class Index:
     unreadable: Mapping[str, str] = field(default_factory=dict)
 
 
-def read_index(kube: Kube, namespaces: Sequence[str] = ()) -> Index:
+def read_index(kube: Kube, namespaces: Sequence[str] = (), signer: Signer | None = None) -> Index:
     """Every Helm release without decoding any: one cluster-wide metadata-only LIST, or
-    one LIST per namespace when `namespaces` are given (no cluster-wide right needed)."""
+    one LIST per namespace when `namespaces` are given (no cluster-wide right needed).
+    With `signer`, each revision's proof labels are checked (pure CPU)."""
 
     if not namespaces:
-        return Index(_releases_of(kube.list_items(SECRETS.path(), SELECTOR, metadata_only=True)))
+        everywhere = kube.list_items(SECRETS.path(), SELECTOR, metadata_only=True)
+        return Index(_releases_of(everywhere, signer))
     items: list[JsonObject] = []
     unreadable: dict[str, str] = {}
     for namespace in namespaces:
@@ -106,13 +116,15 @@ def read_index(kube: Kube, namespaces: Sequence[str] = ()) -> Index:
             unreadable[namespace] = "forbidden" if error.status == 403 else "not found"
         else:
             items.extend(found)
-    return Index(_releases_of(items), unreadable)
+    return Index(_releases_of(items, signer), unreadable)
 
 
-def _releases_of(items: Iterable[JsonObject]) -> dict[tuple[str, str], ReleaseState]:
+def _releases_of(
+    items: Iterable[JsonObject], signer: Signer | None = None
+) -> dict[tuple[str, str], ReleaseState]:
     by_release: dict[tuple[str, str], list[tuple[Revision, Mapping[str, str]]]] = defaultdict(list)
     for item in items:
-        parsed = _revision_of(item.get("metadata") or {})
+        parsed = _revision_of(item.get("metadata") or {}, signer)
         if parsed:
             key, revision, labels = parsed
             by_release[key].append((revision, labels))
@@ -177,20 +189,32 @@ def detail_of(record: Mapping[str, Any]) -> ReleaseDetail:
 
 
 def _revision_of(
-    metadata: JsonObject,
+    metadata: JsonObject, signer: Signer | None = None
 ) -> tuple[tuple[str, str], Revision, Mapping[str, str]] | None:
     labels: dict[str, str] = metadata.get("labels") or {}
     name, version = labels.get("name"), labels.get("version")
     if not name or not version or not version.isdigit():
         return None
+    namespace = str(metadata.get("namespace", ""))
+    number = int(version)
+    signed = proven = False
+    if signer is not None and labels.get(LABEL_INSTALLATION) == signer.installation:
+        claimed = labels.get(LABEL_REVISION, "")
+        if claimed.isdigit() and int(claimed) <= number:
+            signed = signer.proves(namespace, name, int(claimed), labels)
+            proven = signed and int(claimed) == number
+    rollback_of = labels.get(LABEL_ROLLBACK_OF, "")
     revision = Revision(
-        number=int(version),
+        number=number,
         status=labels.get("status", "unknown"),
         secret=str(metadata.get("name", "")),
         digest=labels.get(LABEL_DIGEST),
         created=_timestamp(metadata.get("creationTimestamp")),
+        proven=proven,
+        signed=signed,
+        rollback_of=int(rollback_of) if proven and rollback_of.isdigit() else None,
     )
-    return (str(metadata.get("namespace", "")), name), revision, labels
+    return (namespace, name), revision, labels
 
 
 def _state_of(

@@ -83,6 +83,7 @@ def _release(document: Document) -> Release:
         namespace=data.get("namespace"),
         values=data.get("values", {}),
         path=document.source.path,
+        adopt=bool(data.get("adopt", False)),
     )
 
 
@@ -118,8 +119,20 @@ def _policy(data: dict[str, Any]) -> Policy:
 
 
 def _values_from(data: dict[str, Any]) -> ValuesFrom:
+    config_map, config_map_optional = _source_ref(data.get("configMap"))
+    secret, secret_optional = _source_ref(data.get("secret"))
     return ValuesFrom(
         namespace=data.get("namespace", "reconciler"),
-        config_map=data.get("configMap"),
-        secret=data.get("secret"),
+        config_map=config_map,
+        secret=secret,
+        config_map_optional=config_map_optional,
+        secret_optional=secret_optional,
     )
+
+
+def _source_ref(ref: str | dict[str, Any] | None) -> tuple[str | None, bool]:
+    """`name` or `{name, optional}` (the schema allows both) as (name, optional)."""
+
+    if isinstance(ref, dict):
+        return ref["name"], bool(ref.get("optional", False))
+    return ref, False

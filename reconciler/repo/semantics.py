@@ -12,6 +12,8 @@ from reconciler.repo.tree import SourceFile, shown
 from reconciler.repo.versions import template_problems
 
 DEFAULT_VERSION_TEMPLATE = "1.0.0-g{ref}"
+DEFAULT_TIMEOUT_SECONDS = 300  # reconciler.model.Policy's defaults
+DEFAULT_PENDING_TIMEOUT_SECONDS = 600
 
 Locate = Callable[[SourceFile, Sequence[str | int]], int | None]
 
@@ -32,6 +34,8 @@ def check(
     projects = {d.data["name"]: d for d in documents if d.source.kind == "Project"}
     for document in documents:
         rules.name_matches_file(document)
+        if document.source.kind == "Installation":
+            rules.pending_timeout(document)
     for project in projects.values():
         rules.version_template(project)
     rules.dependencies(projects)
@@ -60,6 +64,23 @@ class _Rules:
             ["name"],
             f'name: "{declared}" does not match {where} "{shown(expected)}";'
             f" rename one so they agree (e.g. name: {shown(expected)})",
+        )
+
+    def pending_timeout(self, installation: Document) -> None:
+        policy = installation.data.get("policy") or {}
+        timeout = policy.get("timeoutSeconds", DEFAULT_TIMEOUT_SECONDS)
+        pending = policy.get("pendingTimeoutSeconds", DEFAULT_PENDING_TIMEOUT_SECONDS)
+        if pending > timeout:
+            return
+        where = "pendingTimeoutSeconds" if "pendingTimeoutSeconds" in policy else "timeoutSeconds"
+        shown_pending = f"{pending:g}" + ("" if "pendingTimeoutSeconds" in policy else " (default)")
+        self.report(
+            installation,
+            ["policy", where],
+            f"policy.pendingTimeoutSeconds: {shown_pending} is not greater than "
+            f"policy.timeoutSeconds {timeout:g}; a release still pending while its helm runs "
+            f"would be rolled back under it: set pendingTimeoutSeconds above {timeout:g} "
+            f"(e.g. {2 * timeout:g})",
         )
 
     def version_template(self, project: Document) -> None:
