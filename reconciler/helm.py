@@ -139,6 +139,9 @@ class Helm:
             self._run(argv, policy.timeout_seconds)
 
     def rollback(self, name: str, namespace: str, revision: int | None, policy: Policy) -> None:
+        """Not stopped on shutdown: helm 3 has no SIGTERM handling in rollback, so a stopped
+        one stays `pending-rollback`; without --wait it ends within seconds anyway."""
+
         argv = ["rollback", name, *([str(revision)] if revision else []), "--namespace", namespace]
         argv += [
             "--history-max",
@@ -146,13 +149,15 @@ class Helm:
             "--timeout",
             f"{policy.timeout_seconds}s",
         ]
-        self._run(argv, policy.timeout_seconds)
+        self._run(argv, policy.timeout_seconds, cancellable=False)
 
     def uninstall(self, name: str, namespace: str, policy: Policy) -> None:
+        """Not stopped on shutdown either: a stopped helm 3 leaves the release `uninstalling`."""
+
         # A failed first install may have left nothing behind: nothing to remove is fine.
         argv = ["uninstall", name, "--namespace", namespace, "--ignore-not-found"]
         argv += ["--timeout", f"{policy.timeout_seconds}s"]
-        self._run(argv, policy.timeout_seconds)
+        self._run(argv, policy.timeout_seconds, cancellable=False)
 
     def pull(self, chart: ChartRef, into: Path, timeout_seconds: int) -> Path:
         """Download a chart archive once, for several releases to install from."""
@@ -188,12 +193,13 @@ class Helm:
         }
         return ",".join(f"{k}={v}" for k, v in labels.items())
 
-    def _run(self, argv: Sequence[str], timeout_seconds: int) -> None:
+    def _run(self, argv: Sequence[str], timeout_seconds: int, cancellable: bool = True) -> None:
         self.counter.add()
         # helm gets its own timeout first; ours is the backstop that sends SIGTERM.
+        cancel = self.cancel if cancellable else None
         try:
             proc.run(
-                [self.binary, *argv], env=self.env, timeout=timeout_seconds + 30, cancel=self.cancel
+                [self.binary, *argv], env=self.env, timeout=timeout_seconds + 30, cancel=cancel
             )
         except CommandError as error:
             what = " ".join(argv[:3] if argv[0] == "upgrade" else argv[:2])

@@ -86,11 +86,12 @@ class Options:
     force_retry: bool = False
     force_prune: bool = False
     namespaces: frozenset[str] = frozenset()
-    # Release names (or namespace/name) to take over although they are not ours.
+    # Release names (or namespace/name) to take over although they are not ours; `*`
+    # takes over every declared release (once, e.g. releases from before signing).
     adopt: frozenset[str] = frozenset()
 
     def adopts(self, release: DesiredRelease) -> bool:
-        named = {release.name, f"{release.namespace}/{release.name}"}
+        named = {release.name, f"{release.namespace}/{release.name}", "*"}
         return release.adopt or bool(named & self.adopt)
 
     def in_scope(self, namespace: str) -> bool:

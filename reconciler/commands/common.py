@@ -93,8 +93,9 @@ def add_cluster_flags(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="[NAMESPACE/]RELEASE",
-        help="take over this existing release although the reconciler did not install it "
-        "(by hand, or another installation); repeatable. Without it such a release is held. "
+        help="take over this existing release although the reconciler cannot prove it "
+        "installed it (by hand, another installation, or before revisions were signed); "
+        "repeatable, '*' for every declared release. Without it such a release is held. "
         "The release field `adopt: true` does the same from git",
     )
 

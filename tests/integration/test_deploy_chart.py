@@ -186,13 +186,15 @@ def test_own_role_names_its_lease_and_status_configmap(render: Callable[..., Obj
     }
     assert named == {
         ("leases", (f"reconciler-{INSTALLATION}",)): ["get", "update"],
-        ("configmaps", (f"reconciler-status-{INSTALLATION}",)): ["get", "update", "patch"],
+        ("configmaps", (f"reconciler-status-{INSTALLATION}",)): ["get", "update"],
+        ("secrets", (f"reconciler-key-{INSTALLATION}",)): ["get"],
     }
     unnamed = {r["resources"][0]: r["verbs"] for r in rules if "resourceNames" not in r}
     assert unnamed == {
         "leases": ["create"],
         "configmaps": ["create"],
-        "events": ["create", "patch"],
+        "secrets": ["create"],
+        "events": ["create"],
     }
 
 

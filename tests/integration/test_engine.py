@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import signal
 import subprocess
 import time
@@ -205,18 +206,24 @@ def test_failed_upgrade_is_remediated_isolated_and_not_retried(
 @pytest.mark.helm3
 def test_release_left_pending_by_sigkill_is_recovered(world: World) -> None:
     repo = world.repo
-    three_releases(world, policy={**FAST_RETRY, "pendingTimeoutSeconds": 1})
+    # wait: a release with `hang: true` (a Deployment no kubelet runs) stays pending-upgrade.
+    policy = {**FAST_RETRY, "timeoutSeconds": 6, "pendingTimeoutSeconds": 7, "wait": True}
+    three_releases(world, policy=policy)
     assert world.apply()[0] == 0
-    chart = f"{repo.chart_repository}/app"
+    repo.release(world.installation, "alpha", version="0.1.0", values={"hang": True})
+    repo.commit("alpha hangs")
     hung = subprocess.Popen(
-        [str(world.testbed.helm_binaries[world.helm_name]), "upgrade", "alpha", chart, "--version", "0.1.0",
-         "--namespace", world.namespace, "--plain-http", "--wait", "--timeout", "120s", "--set", "hang=true"],
-        env=world.testbed.helm_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        world.cli_argv("apply"), env=world.env(), cwd=world.workdir, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    wait_for(lambda: world.latest("alpha")["status"] == "pending-upgrade", timeout=60)
-    hung.send_signal(signal.SIGKILL)
-    hung.wait()
-    time.sleep(1.5)
+    try:
+        wait_for(lambda: world.latest("alpha")["status"] == "pending-upgrade", timeout=60)
+    finally:
+        os.killpg(hung.pid, signal.SIGKILL)  # the reconciler and its helm
+        hung.wait()
+    repo.release(world.installation, "alpha", version="0.1.0")
+    repo.commit("alpha no longer hangs")
+    time.sleep(policy["pendingTimeoutSeconds"] + 1)
     assert world.latest("alpha")["status"] == "pending-upgrade"
 
     world.reset_calls()
