@@ -147,17 +147,52 @@ def latest_revision(kube: Kube, namespace: str, name: str) -> int | None:
 def with_detail(kube: Kube, state: ReleaseState) -> ReleaseState:
     """The same state with its latest revision decoded (one GET)."""
 
-    secret = kube.get(SECRETS.path(state.namespace, state.latest.secret))
+    record = read_record(kube, state.namespace, state.latest.secret)
+    return state if record is None else replace(state, detail=detail_of(record))
+
+
+def read_record(kube: Kube, namespace: str, secret_name: str) -> dict[str, Any] | None:
+    """One decoded release record (one GET), or None when its Secret is gone."""
+
+    secret = kube.get(SECRETS.path(namespace, secret_name))
     if secret is None:
-        return state
+        return None
     encoded = (secret.get("data") or {}).get("release", "")
     try:
-        record = decode_release(encoded)
+        return decode_release(encoded)
     except ValueError as error:
         raise KubeError(
-            f"release Secret {state.namespace}/{state.latest.secret} is not a readable Helm record: {error}"
+            f"release Secret {namespace}/{secret_name} is not a readable Helm record: {error}"
         ) from error
-    return replace(state, detail=detail_of(record))
+
+
+def with_proven_copy(kube: Kube, state: ReleaseState) -> ReleaseState:
+    """A latest revision that carries the labels of an earlier proven one (helm copied them:
+    a rollback, e.g. the reconciler's own, stopped before the reconciler signed its result)
+    is proven too when its record is that revision's: the same chart, values and manifest.
+    Two GETs; the state unchanged otherwise."""
+
+    latest = state.latest
+    claimed = state.labels.get(LABEL_REVISION, "")
+    originals = [r for r in state.revisions if r.proven and str(r.number) == claimed]
+    if not latest.signed or latest.proven or not originals:
+        return state
+    copy = read_record(kube, state.namespace, latest.secret)
+    original = read_record(kube, state.namespace, originals[0].secret)
+    if copy is None or original is None or _content(copy) != _content(original):
+        return state
+    proven = replace(latest, proven=True, rollback_of=originals[0].number)
+    return replace(state, revisions=(*state.revisions[:-1], proven))
+
+
+def _content(record: Mapping[str, Any]) -> tuple[Any, ...]:
+    metadata = (record.get("chart") or {}).get("metadata") or {}
+    return (
+        metadata.get("name"),
+        metadata.get("version"),
+        record.get("config"),
+        record.get("manifest"),
+    )
 
 
 def decode_release(encoded: str) -> dict[str, Any]:

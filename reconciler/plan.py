@@ -21,9 +21,6 @@ ActionKind = Literal["install", "upgrade", "unlock", "rollback", "uninstall"]
 Key = tuple[str, str]
 MAX_BACKOFF = timedelta(hours=1)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-# The reconciler stops helm this long after helm's own --timeout (see Helm._run): a
-# pending revision younger than both may still have its helm running.
-HELM_BACKSTOP = timedelta(seconds=30)
 
 
 @dataclass(frozen=True)
@@ -334,10 +331,7 @@ def _stale_pending(
     age = now - latest.created if latest.created else timedelta(0)
     since = _duration(age)
     # Never younger than helm's own time limit: its helm may still run (another leader).
-    stale_after = max(
-        timedelta(seconds=policy.pending_timeout_seconds),
-        timedelta(seconds=policy.timeout_seconds) + HELM_BACKSTOP,
-    )
+    stale_after = timedelta(seconds=max(policy.pending_timeout_seconds, policy.timeout_seconds))
     if age < stale_after:
         return Hold(
             release.name,

@@ -17,7 +17,13 @@ from reconciler.execute import Outcome, Proof, execute
 from reconciler.helm import Helm
 from reconciler.kube import CONFIGMAPS, SECRETS, Kube, ensure_namespace
 from reconciler.model import DesiredState, Environments, ValuesFrom
-from reconciler.observe import ReleaseState, latest_revision, read_index, with_detail
+from reconciler.observe import (
+    ReleaseState,
+    latest_revision,
+    read_index,
+    with_detail,
+    with_proven_copy,
+)
 from reconciler.plan import Failure, Key, Options, Plan, plan
 from reconciler.repo import load_environments
 from reconciler.source import GitSource, LocalSource
@@ -141,6 +147,8 @@ def observe(
         state = index.releases.get((release.namespace, release.name))
         if state is None or state.latest.status == "uninstalled":
             continue
+        if state.latest.signed and not state.latest.proven:
+            state = observed[state.key] = with_proven_copy(kube, state)
         # A release that is not ours is decoded too: its hold names its chart.
         stale = state.latest.status == "deployed" and state.latest.digest != release.digest
         if full or stale or not state.latest.signed:

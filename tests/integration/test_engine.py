@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import base64
-import os
-import signal
-import subprocess
 import time
 from typing import Any
 
 import pytest
-from engine_world import World, daemon, daemon_log, wait_for, wait_for_log, written_release
+from engine_world import (
+    World,
+    apply_killed_mid_upgrade,
+    daemon,
+    daemon_log,
+    wait_for,
+    wait_for_log,
+    written_release,
+)
 
 FAST_RETRY = {"retries": 0, "retryBackoffSeconds": 1, "timeoutSeconds": 60}
 
@@ -212,15 +217,7 @@ def test_release_left_pending_by_sigkill_is_recovered(world: World) -> None:
     assert world.apply()[0] == 0
     repo.release(world.installation, "alpha", version="0.1.0", values={"hang": True})
     repo.commit("alpha hangs")
-    hung = subprocess.Popen(
-        world.cli_argv("apply"), env=world.env(), cwd=world.workdir, start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        wait_for(lambda: world.latest("alpha")["status"] == "pending-upgrade", timeout=60)
-    finally:
-        os.killpg(hung.pid, signal.SIGKILL)  # the reconciler and its helm
-        hung.wait()
+    apply_killed_mid_upgrade(world)  # the reconciler and its helm
     repo.release(world.installation, "alpha", version="0.1.0")
     repo.commit("alpha no longer hangs")
     time.sleep(policy["pendingTimeoutSeconds"] + 1)

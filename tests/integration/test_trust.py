@@ -6,14 +6,13 @@ from __future__ import annotations
 import base64
 import gzip
 import json
-import os
+import secrets
 import signal
-import subprocess
 import time
 from typing import Any
 
 import pytest
-from engine_world import World, wait_for, written_release
+from engine_world import World, apply_killed_mid_upgrade, wait_for, written_release
 
 from reconciler.model import LABEL_DIGEST, ChartRef, digest_of
 
@@ -60,20 +59,6 @@ def release_secret(world: World, release: str, number: int) -> dict[str, Any]:
     return secret
 
 
-def apply_killed_mid_upgrade(world: World) -> None:
-    """`reconciler apply` and its helm SIGKILLed while helm holds the release pending-upgrade."""
-
-    process = subprocess.Popen(
-        world.cli_argv("apply"), env=world.env(), cwd=world.workdir, start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        wait_for(lambda: world.latest("alpha")["status"] == "pending-upgrade", timeout=60)
-    finally:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-
 # --- Remediation and retries -------------------------------------------------------------
 
 
@@ -112,14 +97,14 @@ def test_stale_lock_is_never_cleared_to_a_failed_revision(world: World) -> None:
     set_alpha(world, "alpha fixed", {"message": "fixed"})
     time.sleep(HANGS["pendingTimeoutSeconds"] + 1)
     world.reset_calls()
-    code, result, stderr = world.apply()
-    assert code == 0, stderr
+    code, result, _ = world.apply()
     assert [(a["release"], a["action"]) for a in result["actions"]] == [
         ("alpha", "unlock"),
         ("alpha", "upgrade"),
     ]
     rollbacks = [c for c in world.helm_calls() if c.startswith("rollback ")]
     assert rollbacks[0].split()[2] == "1", "the lock is cleared to revision 1, never failed 2"
+    assert code == 0, result["outcomes"]
     assert world.values("alpha") == {"message": "fixed"}
 
 
@@ -285,7 +270,7 @@ def victim_manifest(namespace: str) -> str:
 def test_forged_deployed_and_pending_pair_is_not_rolled_back_to(
     world: World, testbed: Any, namespace: str
 ) -> None:
-    other = testbed.create_namespace(f"{namespace[:40]}-victim")
+    other = testbed.create_namespace(f"victim-{secrets.token_hex(4)}")
     one_release(world, {**HANGS, "wait": False})
     assert world.apply()[0] == 0
     labels = release_secret(world, "alpha", 1)["metadata"]["labels"]
@@ -307,7 +292,7 @@ def test_forged_deployed_and_pending_pair_is_not_rolled_back_to(
 def test_forged_record_with_our_labels_is_not_pruned(
     world: World, testbed: Any, namespace: str
 ) -> None:
-    other = testbed.create_namespace(f"{namespace[:40]}-victim")
+    other = testbed.create_namespace(f"victim-{secrets.token_hex(4)}")
     victim = {"apiVersion": "v1", "kind": "ConfigMap",
               "metadata": {"name": "victim", "namespace": other}, "data": {"owner": "someone else"}}  # fmt: skip
     testbed.admin.call("POST", f"/api/v1/namespaces/{other}/configmaps", victim)
@@ -396,3 +381,81 @@ def test_digest_label_is_keyed_so_secret_values_cannot_be_guessed(world: World) 
     key = base64.b64decode(world.testbed.admin.call("GET", path)["data"][KEY_DATA])
     signer = Signer(world.installation, key)
     assert label == signer.digest(chart, {"message": "alpha default", "pin": pin})
+
+
+PRE_ROLLBACK_HOOK = """\
+{{- if .Values.slowRollback }}
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: {{ .Release.Name }}-pre-rollback
+  annotations:
+    "helm.sh/hook": pre-rollback
+    "helm.sh/hook-delete-policy": before-hook-creation
+spec:
+  backoffLimit: 0
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+        - name: wait
+          image: registry.k8s.io/pause:3.10
+{{- end }}
+"""
+
+
+def complete_job(world: World, name: str) -> None:
+    """Mark a Job complete, as the Job controller (which the testbed does not run) would."""
+
+    path = f"/apis/batch/v1/namespaces/{world.namespace}/jobs/{name}/status"
+    job = world.testbed.admin.call("GET", path)
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    condition = {"status": "True", "lastProbeTime": now, "lastTransitionTime": now}
+    job["status"] = {
+        "startTime": job["status"].get("startTime", now),
+        "completionTime": now,
+        "succeeded": 1,
+        "conditions": [
+            {**condition, "type": "SuccessCriteriaMet"},
+            {**condition, "type": "Complete"},
+        ],
+    }
+    world.testbed.admin.call("PUT", path, job)
+
+
+@pytest.mark.helm3
+def test_shutdown_during_a_rollback_leaves_no_pending_rollback(
+    world: World, publish_chart: Any, charts_dir: Any, tmp_path: Any
+) -> None:
+    import shutil
+
+    from engine_world import daemon
+
+    chart = tmp_path / "hooked"
+    shutil.copytree(charts_dir / "app", chart)
+    text = (chart / "Chart.yaml").read_text()
+    (chart / "Chart.yaml").write_text(text.replace("name: app", "name: hooked"))
+    # A pre-rollback hook Job that never completes (no controller runs Jobs here): helm's
+    # rollback stays pending-rollback until its timeout.
+    (chart / "templates" / "hook.yaml").write_text(PRE_ROLLBACK_HOOK)
+    publish_chart(chart, "0.1.0")
+    repo = world.repo
+    repo.project("alpha", world.namespace, chart="hooked")
+    repo.release(world.installation, "alpha", version="0.1.0", values={"slowRollback": True})
+    policy = {"retries": 0, "timeoutSeconds": 12, "pendingTimeoutSeconds": 13}
+    repo.installation(world.installation, policy=policy)
+    repo.commit("alpha with a slow rollback")
+    assert world.apply()[0] == 0
+
+    repo.release(world.installation, "alpha", version="0.1.0",
+                 values={"slowRollback": True, "broken": True})  # fmt: skip
+    repo.commit("alpha breaks: remediation rolls back")
+    with daemon(world, "--shutdown-grace", "1", name="rollback") as process:
+        wait_for(lambda: world.latest("alpha")["status"] == "pending-rollback", timeout=90)
+        process.send_signal(signal.SIGTERM)
+        time.sleep(3)  # past the shutdown grace: helm upgrades get SIGTERM now
+        complete_job(world, "alpha-pre-rollback")
+        process.wait(timeout=60)
+    assert statuses(world)[-1] == "deployed", (
+        "helm's rollback is let finish: a stopped helm 3 would leave the release pending-rollback"
+    )
