@@ -158,7 +158,9 @@ class DesiredRelease:
 
 
 def digest_of(chart: ChartRef, values: Values) -> str:
-    """A short stable fingerprint of what helm would be given; stored as a release label."""
+    """A short stable fingerprint of what helm would be given, unkeyed: never written to the
+    cluster (labels and the status ConfigMap carry `reconciler.trust.Signer.digest`, keyed,
+    so Secret-sourced values cannot be guessed back from them)."""
 
     payload = json.dumps(
         {"chart": [chart.repository, chart.name, chart.version], "values": values},

@@ -98,10 +98,11 @@ def test_values_changed_in_git_and_in_cluster_are_converged(world: World) -> Non
     for name in ("alpha", "beta"):
         repo.project(name, world.namespace, values={"message": "default", "replicas": 1})
         repo.release(world.installation, name, version="0.1.0")
+    # Both created later: optional, so that until then they hold no release.
     values_from = {
         "namespace": world.namespace,
-        "configMap": "site-values",
-        "secret": "site-secrets",
+        "configMap": {"name": "site-values", "optional": True},
+        "secret": {"name": "site-secrets", "optional": True},
     }
     repo.installation(
         world.installation, policy=FAST_RETRY, values={"region": "eu"}, values_from=values_from
