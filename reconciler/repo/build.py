@@ -115,6 +115,10 @@ def _policy(data: dict[str, Any]) -> Policy:
     for name in ("max_prune_share", "retry_backoff_seconds"):
         if name in fields:
             fields[name] = float(fields[name])
+    if "pending_timeout_seconds" not in fields:
+        # Unset: never at or below the helm timeout (validation refuses that when set).
+        timeout = fields.get("timeout_seconds", Policy.timeout_seconds)
+        fields["pending_timeout_seconds"] = max(Policy.pending_timeout_seconds, 2 * timeout)
     return Policy(**fields)
 
 

@@ -12,8 +12,7 @@ from reconciler.repo.tree import SourceFile, shown
 from reconciler.repo.versions import template_problems
 
 DEFAULT_VERSION_TEMPLATE = "1.0.0-g{ref}"
-DEFAULT_TIMEOUT_SECONDS = 300  # reconciler.model.Policy's defaults
-DEFAULT_PENDING_TIMEOUT_SECONDS = 600
+DEFAULT_TIMEOUT_SECONDS = 300  # reconciler.model.Policy's default
 
 Locate = Callable[[SourceFile, Sequence[str | int]], int | None]
 
@@ -68,19 +67,19 @@ class _Rules:
 
     def pending_timeout(self, installation: Document) -> None:
         policy = installation.data.get("policy") or {}
+        if "pendingTimeoutSeconds" not in policy:
+            return  # unset, it defaults above the helm timeout
         timeout = policy.get("timeoutSeconds", DEFAULT_TIMEOUT_SECONDS)
-        pending = policy.get("pendingTimeoutSeconds", DEFAULT_PENDING_TIMEOUT_SECONDS)
+        pending = policy["pendingTimeoutSeconds"]
         if pending > timeout:
             return
-        where = "pendingTimeoutSeconds" if "pendingTimeoutSeconds" in policy else "timeoutSeconds"
-        shown_pending = f"{pending:g}" + ("" if "pendingTimeoutSeconds" in policy else " (default)")
         self.report(
             installation,
-            ["policy", where],
-            f"policy.pendingTimeoutSeconds: {shown_pending} is not greater than "
+            ["policy", "pendingTimeoutSeconds"],
+            f"policy.pendingTimeoutSeconds: {pending:g} is not greater than "
             f"policy.timeoutSeconds {timeout:g}; a release still pending while its helm runs "
             f"would be rolled back under it: set pendingTimeoutSeconds above {timeout:g} "
-            f"(e.g. {2 * timeout:g})",
+            f"(e.g. {2 * timeout:g}) or remove it (the default is above timeoutSeconds)",
         )
 
     def version_template(self, project: Document) -> None:
