@@ -246,6 +246,7 @@ def _not_ours(release: DesiredRelease, state: ReleaseState, installation: str) -
         release.namespace,
         f"release exists and is not ours ({chart}, {whose}); set `adopt: true` on the "
         f"release or pass --adopt {release.namespace}/{release.name} to take it over",
+        gave_up=True,  # only a person can lift it
     )
 
 
@@ -344,6 +345,7 @@ def _stale_pending(
             release.namespace,
             f"{latest.status} for {since} at revision {latest.number}, which the reconciler "
             "did not write; clear it by hand (helm rollback) after checking who runs it",
+            gave_up=True,
         )
     target = last_deployed(state)
     if target is None and any(r.status == "deployed" for r in state.revisions[:-1]):
@@ -352,6 +354,7 @@ def _stale_pending(
             release.namespace,
             f"{latest.status} for {since} at revision {latest.number}; the deployed revision "
             "was not written by the reconciler, so it is not rolled back to; clear it by hand",
+            gave_up=True,
         )
     unlock = Action(
         "unlock",
