@@ -272,42 +272,45 @@ def _unless_given_up(
     kind: ActionKind,
     why: str,
 ) -> list[Action] | Hold:
-    attempts, last_at = _attempts(release, state, failure)
-    if attempts and not options.force_retry:
-        if attempts > policy.retries:
+    count, last_at = attempts(release, state, failure)
+    if count and not options.force_retry:
+        if count > policy.retries:
             return Hold(
                 release.name,
                 release.namespace,
-                f"{kind} of {release.chart.version} failed {attempts} time(s); "
+                f"{kind} of {release.chart.version} failed {count} time(s); "
                 "waiting for a change to this release or --force-retry",
                 gave_up=True,
             )
-        ready_at = last_at + backoff(policy, attempts)
+        ready_at = last_at + backoff(policy, count)
         if now < ready_at:
             wait = int((ready_at - now).total_seconds()) + 1
             return Hold(
                 release.name,
                 release.namespace,
-                f"{kind} failed {attempts} time(s); retry {attempts}/{policy.retries} in {wait}s",
+                f"{kind} failed {count} time(s); retry {count}/{policy.retries} in {wait}s",
             )
-        why = f"{why} (retry {attempts}/{policy.retries})"
+        why = f"{why} (retry {count}/{policy.retries})"
     return [_action(kind, release, why, state)]
 
 
 def _remediation(release: DesiredRelease, state: ReleaseState, policy: Policy) -> list[Action]:
-    """The rollback of a failed latest revision whose retries are spent, when it did not
-    happen inline (a shutdown mid-attempt, or the rollback itself failed). Only to a
-    revision the reconciler deployed; without one the release is held as it is."""
+    """The remediation of a failed latest revision whose retries are spent, when it did not
+    happen inline (a shutdown mid-attempt, or the rollback itself failed): a rollback to
+    the last revision the reconciler deployed, or an uninstall per policy. Never over a
+    deployed revision somebody else wrote; then the release is held as it is."""
 
     latest = state.latest
     target = last_deployed(state)
-    if policy.remediation != "rollback" or not latest.proven or target is None:
+    foreign = target is None and any(r.status == "deployed" for r in state.revisions)
+    if policy.remediation == "none" or not latest.proven or foreign:
         return []
-    why = (
-        f"retries spent at failed revision {latest.number}: "
-        f"roll back to revision {target}, the last one deployed"
-    )
-    return [Action("rollback", release.name, release.namespace, why, release, target)]
+    reason = f"retries spent at failed revision {latest.number}"
+    if policy.remediation == "rollback" and target is not None:
+        why = f"{reason}: roll back to revision {target}, the last one deployed"
+        return [Action("rollback", release.name, release.namespace, why, release, target)]
+    why = f"{reason}: uninstall (remediation {policy.remediation})"
+    return [Action("uninstall", release.name, release.namespace, why, release)]
 
 
 def last_deployed(state: ReleaseState | None) -> int | None:
@@ -375,7 +378,7 @@ def _stale_pending(
     return [unlock, *rest] if isinstance(rest, list) else [unlock]
 
 
-def _attempts(
+def attempts(
     release: DesiredRelease, state: ReleaseState | None, failure: Failure | None
 ) -> tuple[int, datetime]:
     """The reconciler's own failed attempts at this exact desired state since it last
@@ -389,8 +392,8 @@ def _attempts(
         for revision in reversed(state.revisions):
             if not revision.proven or revision.rollback_of is not None:
                 continue
-            if revision.digest != release.digest:
-                break  # another desired state was tried since: counting starts anew
+            if revision.digest != release.digest or revision.status == "deployed":
+                break  # another desired state was tried since, or this one worked
             if revision.status == "failed":
                 failed.append(revision)
     attempts = len(failed)

@@ -24,7 +24,7 @@ from reconciler.observe import (
     with_detail,
     with_proven_copy,
 )
-from reconciler.plan import Failure, Key, Options, Plan, plan
+from reconciler.plan import Failure, Key, Options, Plan, attempts, plan
 from reconciler.repo import load_environments
 from reconciler.source import GitSource, LocalSource
 from reconciler.status import StatusStore, status_document
@@ -67,14 +67,20 @@ class Memory:
         attempts = known.attempts + 1 if known and known.digest == outcome.digest else 1
         self.failures[outcome.key] = Failure(outcome.digest, attempts, now)
 
-    def forget_moved_on(self, desired: DesiredState) -> None:
+    def sync(self, desired: DesiredState, observed: Mapping[Key, ReleaseState]) -> None:
         """Failures count per desired state: once a release's desired state differs from the
-        one that failed, its count starts anew (even if it later returns to that one)."""
+        one that failed, its count starts anew (even if it later returns to that one). What
+        helm's history counts is kept too, so an uninstall (remediation) loses no count."""
 
         digests = {(r.namespace, r.name): r.digest for r in desired.releases}
         for key, failure in list(self.failures.items()):
             if key in digests and digests[key] != failure.digest:
                 del self.failures[key]
+        for release in desired.releases:
+            key = (release.namespace, release.name)
+            count, last_at = attempts(release, observed.get(key), self.failures.get(key))
+            if count:
+                self.failures[key] = Failure(release.digest, count, last_at)
 
 
 def load_revision(source: GitSource | LocalSource) -> Environments:
@@ -171,7 +177,7 @@ def keyed(desired: DesiredState, signer: Signer) -> DesiredState:
 def plan_pass(
     observation: Observation, memory: Memory, options: Options, now: datetime | None = None
 ) -> Plan:
-    memory.forget_moved_on(observation.desired)
+    memory.sync(observation.desired, observation.observed)
     return plan(
         observation.desired,
         observation.observed,

@@ -109,20 +109,24 @@ def test_stale_lock_is_never_cleared_to_a_failed_revision(world: World) -> None:
 
 
 @pytest.mark.helm3
+@pytest.mark.parametrize("remediation", ["rollback", "uninstall"])
 def test_failed_release_whose_retries_are_spent_is_remediated_by_the_planner(
-    world: World,
+    world: World, remediation: str
 ) -> None:
     one_release(world, {**HANGS, "remediation": "none"})
     assert world.apply()[0] == 0
     set_alpha(world, "alpha hangs", {"hang": True})
     assert world.apply()[0] == 1
-    set_policy(world, {**HANGS, "remediation": "rollback"})
+    set_policy(world, {**HANGS, "remediation": remediation})
 
     code, result, stderr = world.apply()
-    assert [(a["release"], a["action"]) for a in result["actions"]] == [("alpha", "rollback")]
+    assert [(a["release"], a["action"]) for a in result["actions"]] == [("alpha", remediation)]
     assert code == 0, stderr
-    assert statuses(world)[-1] == "deployed"
-    assert "hang" not in world.values("alpha")
+    if remediation == "rollback":
+        assert statuses(world)[-1] == "deployed"
+        assert "hang" not in world.values("alpha")
+    else:
+        assert "alpha" not in world.releases()
 
     world.reset_calls()
     code, result, _ = world.apply()

@@ -134,7 +134,8 @@ def test_failure_at_the_same_digest_waits_for_backoff_then_retries_then_gives_up
     three = state(
         revisions=tuple((n, "failed", rel.digest, NOW - timedelta(hours=2)) for n in (4, 5, 6)),
     )
-    result = plan(desired(rel, policy=policy), {("apps", "api"): three}, NOW)
+    kept = dataclasses.replace(policy, remediation="none")  # else its uninstall is planned
+    result = plan(desired(rel, policy=kept), {("apps", "api"): three}, NOW)
     assert result.actions == ()
     assert "waiting for a change to this release or --force-retry" in result.held[0].reason
     assert result.held[0].gave_up
@@ -150,7 +151,7 @@ def test_failure_at_the_same_digest_waits_for_backoff_then_retries_then_gives_up
 def test_a_release_waiting_on_one_that_gave_up_has_given_up_too() -> None:
     api = release()
     web = release("web", deps=("api",))
-    policy = Policy(retries=1, retry_backoff_seconds=60)
+    policy = Policy(retries=1, retry_backoff_seconds=60, remediation="none")
 
     def held_after(*failed_at: datetime) -> dict[str, bool]:
         revisions = tuple((n, "failed", api.digest, at) for n, at in enumerate(failed_at, 4))
@@ -559,3 +560,25 @@ def test_unproven_release_is_not_pruned() -> None:
     (hold,) = result.held
     assert hold.release == "forged"
     assert "signature" in hold.reason
+
+
+def test_retries_spent_on_a_failed_first_install_plan_its_uninstall() -> None:
+    rel = release()
+    observed = history_of((1, "failed", rel.digest, True), (2, "failed", rel.digest, True))
+    result = plan(desired(rel, policy=Policy(retries=1)), {("apps", "api"): observed}, NOW)
+    (action,) = result.actions
+    assert action.kind == "uninstall"
+    assert "retries spent at failed revision 2: uninstall" in action.reason
+
+
+def test_a_success_at_the_desired_state_ends_the_count() -> None:
+    rel = release()
+    observed = history_of(
+        (2, "failed", rel.digest, True),
+        (3, "deployed", rel.digest, True),
+        (4, "failed", rel.digest, True),
+    )
+    (action,) = plan(
+        desired(rel, policy=Policy(retries=1)), {("apps", "api"): observed}, NOW
+    ).actions
+    assert action.reason.endswith("(retry 1/1)")
