@@ -396,11 +396,11 @@ def attempts(
                 break  # another desired state was tried since, or this one worked
             if revision.status == "failed":
                 failed.append(revision)
-    attempts = len(failed)
+    count = len(failed)
     last_at = max((r.created for r in failed if r.created), default=EPOCH)
-    if failure and failure.digest == release.digest and failure.attempts >= attempts:
+    if failure and failure.digest == release.digest and failure.attempts >= count:
         return failure.attempts, failure.last_at
-    return attempts, last_at
+    return count, last_at
 
 
 def backoff(policy: Policy, attempts: int) -> timedelta:
