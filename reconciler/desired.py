@@ -287,6 +287,7 @@ def _desired_release(
         values=values,
         depends_on=_depends_on(inst, project),
         ref=release.ref,
+        adopt=release.adopt,
     )
     return replace(desired, values_problem=problem) if problem else desired
 

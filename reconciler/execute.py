@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Literal
@@ -69,6 +69,16 @@ def jobs_of(actions: Sequence[Action]) -> list[Job]:
     ]
 
 
+@dataclass(frozen=True)
+class Proof:
+    """How revisions are signed: `labels(namespace, release, revision, digest)` gives the
+    proof labels of an install or upgrade, `after_rollback(namespace, release)` signs the
+    revision a rollback just wrote (see reconciler.trust)."""
+
+    labels: Callable[[str, str, int, str], Mapping[str, str]] = lambda ns, name, rev, digest: {}
+    after_rollback: Callable[[str, str, int], None] = lambda ns, name, target: None
+
+
 def execute(
     plan: Plan,
     helm: Helm,
@@ -78,13 +88,14 @@ def execute(
     proceed: Callable[[], str] = lambda: "",
     latest_revision: Callable[[str, str], int | None] | None = None,
     ensure_namespace: Callable[[str], None] = lambda name: None,
+    proof: Proof = Proof(),
 ) -> list[Outcome]:
     """Run every job; `proceed` returns a reason to start no further job (shutdown, lost lease)."""
 
     jobs = jobs_of(plan.actions)
     charts = SharedCharts(helm, plan.actions, policy.timeout_seconds)
     runner = _Runner(
-        helm, policy, plan, mask, latest_revision, _once_each(ensure_namespace), charts
+        helm, policy, plan, mask, latest_revision, _once_each(ensure_namespace), charts, proof
     )
     outcomes: dict[Key, Outcome] = {}
     pending = {job.key: job for job in jobs}
@@ -183,8 +194,10 @@ class _Runner:
         latest_revision: Callable[[str, str], int | None] | None,
         ensure_namespace: Callable[[str], None],
         charts: SharedCharts,
+        proof: Proof,
     ) -> None:
         self.charts = charts
+        self.proof = proof
         self.helm = helm
         self.policy = policy
         self.plan = plan
@@ -218,14 +231,33 @@ class _Runner:
             assert action.desired is not None
             description = f"reconciler {self.plan.revision[:12]}: {action.reason}"
             fresh = action.kind == "install" and action.revision is None
+            number = self._next_revision(action)
+            proof = self.proof.labels(
+                action.namespace, action.release, number, action.desired.digest
+            )
             self.helm.upgrade_install(
                 action.desired, self.plan.installation, self.policy, description, fresh,
-                chart_file=self.charts.archive(action.desired.chart),
+                chart_file=self.charts.archive(action.desired.chart), proof=proof,
             )  # fmt: skip
-        elif action.kind == "unlock" and action.revision:
-            self.helm.rollback(action.release, action.namespace, action.revision, self.policy)
+        elif action.kind in ("unlock", "rollback") and action.revision:
+            self._rollback(action, action.revision)
         else:
             self.helm.uninstall(action.release, action.namespace, self.policy)
+
+    def _rollback(self, action: Action, target: int) -> None:
+        self.helm.rollback(action.release, action.namespace, target, self.policy)
+        # helm copied the target's labels: sign the new revision as the reconciler's own.
+        self.proof.after_rollback(action.namespace, action.release, target)
+
+    def _next_revision(self, action: Action) -> int:
+        """The number helm will give the revision it writes: the latest one plus one."""
+
+        if self.latest_revision is not None:
+            try:
+                return (self.latest_revision(action.namespace, action.release) or 0) + 1
+            except ReconcilerError:
+                pass  # the plan's view is the next best guess
+        return (action.revision or 0) + 1
 
     def _remediate(self, action: Action, message: str) -> str:
         """Apply the installation's remediation policy after a failed install or upgrade."""
@@ -241,12 +273,13 @@ class _Runner:
             # the release is as it was, and rolling back would move it further.
             return "; helm recorded no new revision, nothing to remediate"
         try:
-            if self.policy.remediation == "rollback" and action.kind == "upgrade":
-                self.helm.rollback(action.release, action.namespace, action.revision, self.policy)
-                target = (
-                    f"revision {action.revision}" if action.revision else "the previous revision"
-                )
-                return f"; rolled back to {target}"
+            if self.policy.remediation == "rollback" and action.rollback_to:
+                # The last revision the reconciler deployed: never a failed one, whose
+                # labels (digest included) helm would copy and call the release in sync.
+                self._rollback(action, action.rollback_to)
+                return f"; rolled back to revision {action.rollback_to}, the last one deployed"
+            if action.foreign_deployed:
+                return "; not remediated: the deployed revision was not written by the reconciler"
             self.helm.uninstall(action.release, action.namespace, self.policy)
             return "; uninstalled (remediation)"
         except ReconcilerError as error:

@@ -106,13 +106,18 @@ class Helm:
         description: str,
         fresh: bool = False,
         chart_file: Path | None = None,
+        proof: Mapping[str, str] | None = None,
     ) -> None:
         """`helm upgrade --install`; `helm install` when helm holds no history for the
         release at all, which skips the history lookup (a tenth of the CPU).
 
-        `chart_file` is the release's chart already pulled (see `pull`)."""
+        `chart_file` is the release's chart already pulled (see `pull`); `proof` the
+        labels that sign the revision (reconciler.trust)."""
 
+        # --reset-values: the values are exactly the file's, even when it is empty (helm
+        # otherwise reuses the previous revision's values for an empty one).
         command = ["install"] if fresh else ["upgrade", "--install"]
+        reset = [] if fresh else ["--reset-values"]
         history = [] if fresh else ["--history-max", str(policy.history_max)]
         chart = [str(chart_file)] if chart_file else self._chart_args(release.chart)
         with _values_file(release.values) as values_path:
@@ -122,8 +127,9 @@ class Helm:
                 # helm's --create-namespace doubles the CPU time of every install.
                 "--namespace", release.namespace,
                 "--values", str(values_path),
-                "--labels", self._labels(installation, release.digest),
+                "--labels", self._labels(installation, release.digest, proof or {}),
                 "--description", description[:DESCRIPTION_LIMIT],
+                *reset,
                 *history,
                 "--timeout", f"{policy.timeout_seconds}s",
                 # The API server validates every object it is sent (helm 4's server-side
@@ -135,6 +141,9 @@ class Helm:
             self._run(argv, policy.timeout_seconds)
 
     def rollback(self, name: str, namespace: str, revision: int | None, policy: Policy) -> None:
+        """Not stopped on shutdown: helm 3 has no SIGTERM handling in rollback, so a stopped
+        one stays `pending-rollback`; without --wait it ends within seconds anyway."""
+
         argv = ["rollback", name, *([str(revision)] if revision else []), "--namespace", namespace]
         argv += [
             "--history-max",
@@ -142,13 +151,15 @@ class Helm:
             "--timeout",
             f"{policy.timeout_seconds}s",
         ]
-        self._run(argv, policy.timeout_seconds)
+        self._run(argv, policy.timeout_seconds, cancellable=False)
 
     def uninstall(self, name: str, namespace: str, policy: Policy) -> None:
+        """Not stopped on shutdown either: a stopped helm 3 leaves the release `uninstalling`."""
+
         # A failed first install may have left nothing behind: nothing to remove is fine.
         argv = ["uninstall", name, "--namespace", namespace, "--ignore-not-found"]
         argv += ["--timeout", f"{policy.timeout_seconds}s"]
-        self._run(argv, policy.timeout_seconds)
+        self._run(argv, policy.timeout_seconds, cancellable=False)
 
     def pull(self, chart: ChartRef, into: Path, timeout_seconds: int) -> Path:
         """Download a chart archive once, for several releases to install from.
@@ -186,20 +197,22 @@ class Helm:
         return ["--wait=watcher"] if self.major >= 4 else ["--wait"]
 
     @staticmethod
-    def _labels(installation: str, digest: str) -> str:
+    def _labels(installation: str, digest: str, proof: Mapping[str, str]) -> str:
         labels = {
             LABEL_MANAGED_BY: MANAGED_BY,
             LABEL_INSTALLATION: installation,
             LABEL_DIGEST: digest,
+            **proof,
         }
         return ",".join(f"{k}={v}" for k, v in labels.items())
 
-    def _run(self, argv: Sequence[str], timeout_seconds: int) -> None:
+    def _run(self, argv: Sequence[str], timeout_seconds: int, cancellable: bool = True) -> None:
         self.counter.add()
         # helm gets its own timeout first; ours is the backstop that sends SIGTERM.
+        cancel = self.cancel if cancellable else None
         try:
             proc.run(
-                [self.binary, *argv], env=self.env, timeout=timeout_seconds + 30, cancel=self.cancel
+                [self.binary, *argv], env=self.env, timeout=timeout_seconds + 30, cancel=cancel
             )
         except CommandError as error:
             what = " ".join(argv[:3] if argv[0] == "upgrade" else argv[:2])

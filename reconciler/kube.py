@@ -62,6 +62,9 @@ class Kube:
         self._reload = reload
         self._lock = threading.Lock()
         self.calls = 0
+        # RECONCILER_API_LOG names a file that gets one line per request: the verb and the
+        # path, nothing of the body. The RBAC test compares them with the deploy chart's rules.
+        self.request_log = os.environ.get("RECONCILER_API_LOG", "")
 
     @classmethod
     def connect(cls, kubeconfig: str | None = None, context: str | None = None) -> Kube:
@@ -96,6 +99,9 @@ class Kube:
         verb = verb or VERBS.get(method, method.lower())
         with self._lock:
             self.calls += 1
+            if self.request_log:
+                with open(self.request_log, "a", encoding="utf-8") as log:
+                    log.write(json.dumps({"verb": verb, "path": path}) + "\n")
         try:
             return self._send(method, path, query, body, accept, content_type, verb)
         except KubeError as error:

@@ -84,6 +84,9 @@ class ValuesFrom:
     namespace: str = "reconciler"
     config_map: str | None = None
     secret: str | None = None
+    # A missing object is an error holding every release unless marked optional.
+    config_map_optional: bool = False
+    secret_optional: bool = False
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,7 @@ class Release:
     values: Values = field(default_factory=dict)
     path: str = ""
     pinned: bool = False  # promote leaves it where it is
+    adopt: bool = False
 
 
 @dataclass(frozen=True)
@@ -148,14 +152,21 @@ class DesiredRelease:
     depends_on: tuple[str, ...] = ()
     ref: str | None = None
     values_problem: str | None = None
+    # Take over a release of the same name that is not ours (`adopt: true`, or --adopt).
+    adopt: bool = False
+    # The digest keyed with the installation's key (see reconciler.trust); set by the
+    # engine before planning, so that no label reveals the values it covers.
+    keyed_digest: str | None = field(default=None, compare=False)
 
     @property
     def digest(self) -> str:
-        return digest_of(self.chart, self.values)
+        return self.keyed_digest or digest_of(self.chart, self.values)
 
 
 def digest_of(chart: ChartRef, values: Values) -> str:
-    """A short stable fingerprint of what helm would be given; stored as a release label."""
+    """A short stable fingerprint of what helm would be given, unkeyed: never written to the
+    cluster (labels and the status ConfigMap carry `reconciler.trust.Signer.digest`, keyed,
+    so Secret-sourced values cannot be guessed back from them)."""
 
     payload = json.dumps(
         {"chart": [chart.repository, chart.name, chart.version], "values": values},

@@ -23,6 +23,7 @@ from reconciler.errors import KubeError
 from reconciler.kube import SECRETS, JsonObject, Kube
 from reconciler.model import LABEL_DIGEST, LABEL_INSTALLATION, LABEL_MANAGED_BY, MANAGED_BY, Values
 from reconciler.repo import helmyaml
+from reconciler.trust import LABEL_REVISION, LABEL_ROLLBACK_OF, Signer
 
 # Superseded revisions never change a decision; leaving them out of the LIST
 # cuts the transfer by the length of the history.
@@ -39,6 +40,13 @@ class Revision:
     secret: str
     digest: str | None = None
     created: datetime | None = None
+    # Written by this installation's reconciler for this very number (see reconciler.trust).
+    proven: bool = False
+    # Its labels come from this installation's reconciler, maybe copied by helm from an
+    # earlier revision (a rollback, or a `helm upgrade` by hand keeps the labels).
+    signed: bool = False
+    # The revision it restores, when the reconciler wrote it by rolling back.
+    rollback_of: int | None = None
 
 
 @dataclass(frozen=True)
@@ -88,12 +96,14 @@ class Index:
     unreadable: Mapping[str, str] = field(default_factory=dict)
 
 
-def read_index(kube: Kube, namespaces: Sequence[str] = ()) -> Index:
+def read_index(kube: Kube, namespaces: Sequence[str] = (), signer: Signer | None = None) -> Index:
     """Every Helm release without decoding any: one cluster-wide metadata-only LIST, or
-    one LIST per namespace when `namespaces` are given (no cluster-wide right needed)."""
+    one LIST per namespace when `namespaces` are given (no cluster-wide right needed).
+    With `signer`, each revision's proof labels are checked (pure CPU)."""
 
     if not namespaces:
-        return Index(_releases_of(kube.list_items(SECRETS.path(), SELECTOR, metadata_only=True)))
+        everywhere = kube.list_items(SECRETS.path(), SELECTOR, metadata_only=True)
+        return Index(_releases_of(everywhere, signer))
     items: list[JsonObject] = []
     unreadable: dict[str, str] = {}
     for namespace in namespaces:
@@ -107,13 +117,15 @@ def read_index(kube: Kube, namespaces: Sequence[str] = ()) -> Index:
             unreadable[namespace] = "forbidden" if error.status == 403 else "not found"
         else:
             items.extend(found)
-    return Index(_releases_of(items), unreadable)
+    return Index(_releases_of(items, signer), unreadable)
 
 
-def _releases_of(items: Iterable[JsonObject]) -> dict[tuple[str, str], ReleaseState]:
+def _releases_of(
+    items: Iterable[JsonObject], signer: Signer | None = None
+) -> dict[tuple[str, str], ReleaseState]:
     by_release: dict[tuple[str, str], list[tuple[Revision, Mapping[str, str]]]] = defaultdict(list)
     for item in items:
-        parsed = _revision_of(item.get("metadata") or {})
+        parsed = _revision_of(item.get("metadata") or {}, signer)
         if parsed:
             key, revision, labels = parsed
             by_release[key].append((revision, labels))
@@ -136,17 +148,52 @@ def latest_revision(kube: Kube, namespace: str, name: str) -> int | None:
 def with_detail(kube: Kube, state: ReleaseState) -> ReleaseState:
     """The same state with its latest revision decoded (one GET)."""
 
-    secret = kube.get(SECRETS.path(state.namespace, state.latest.secret))
+    record = read_record(kube, state.namespace, state.latest.secret)
+    return state if record is None else replace(state, detail=detail_of(record))
+
+
+def read_record(kube: Kube, namespace: str, secret_name: str) -> dict[str, Any] | None:
+    """One decoded release record (one GET), or None when its Secret is gone."""
+
+    secret = kube.get(SECRETS.path(namespace, secret_name))
     if secret is None:
-        return state
+        return None
     encoded = (secret.get("data") or {}).get("release", "")
     try:
-        record = decode_release(encoded)
+        return decode_release(encoded)
     except ValueError as error:
         raise KubeError(
-            f"release Secret {state.namespace}/{state.latest.secret} is not a readable Helm record: {error}"
+            f"release Secret {namespace}/{secret_name} is not a readable Helm record: {error}"
         ) from error
-    return replace(state, detail=detail_of(record))
+
+
+def with_proven_copy(kube: Kube, state: ReleaseState) -> ReleaseState:
+    """A latest revision that carries the labels of an earlier proven one (helm copied them:
+    a rollback, e.g. the reconciler's own, stopped before the reconciler signed its result)
+    is proven too when its record is that revision's: the same chart, values and manifest.
+    Two GETs; the state unchanged otherwise."""
+
+    latest = state.latest
+    claimed = state.labels.get(LABEL_REVISION, "")
+    originals = [r for r in state.revisions if r.proven and str(r.number) == claimed]
+    if not latest.signed or latest.proven or not originals:
+        return state
+    copy = read_record(kube, state.namespace, latest.secret)
+    original = read_record(kube, state.namespace, originals[0].secret)
+    if copy is None or original is None or _content(copy) != _content(original):
+        return state
+    proven = replace(latest, proven=True, rollback_of=originals[0].number)
+    return replace(state, revisions=(*state.revisions[:-1], proven))
+
+
+def _content(record: Mapping[str, Any]) -> tuple[Any, ...]:
+    metadata = (record.get("chart") or {}).get("metadata") or {}
+    return (
+        metadata.get("name"),
+        metadata.get("version"),
+        record.get("config"),
+        record.get("manifest"),
+    )
 
 
 def decode_release(encoded: str) -> dict[str, Any]:
@@ -188,20 +235,32 @@ def _canonical(values: Values) -> Values:
 
 
 def _revision_of(
-    metadata: JsonObject,
+    metadata: JsonObject, signer: Signer | None = None
 ) -> tuple[tuple[str, str], Revision, Mapping[str, str]] | None:
     labels: dict[str, str] = metadata.get("labels") or {}
     name, version = labels.get("name"), labels.get("version")
     if not name or not version or not version.isdigit():
         return None
+    namespace = str(metadata.get("namespace", ""))
+    number = int(version)
+    signed = proven = False
+    if signer is not None and labels.get(LABEL_INSTALLATION) == signer.installation:
+        claimed = labels.get(LABEL_REVISION, "")
+        if claimed.isdigit() and int(claimed) <= number:
+            signed = signer.proves(namespace, name, int(claimed), labels)
+            proven = signed and int(claimed) == number
+    rollback_of = labels.get(LABEL_ROLLBACK_OF, "")
     revision = Revision(
-        number=int(version),
+        number=number,
         status=labels.get("status", "unknown"),
         secret=str(metadata.get("name", "")),
         digest=labels.get(LABEL_DIGEST),
         created=_timestamp(metadata.get("creationTimestamp")),
+        proven=proven,
+        signed=signed,
+        rollback_of=int(rollback_of) if proven and rollback_of.isdigit() else None,
     )
-    return (str(metadata.get("namespace", "")), name), revision, labels
+    return (namespace, name), revision, labels
 
 
 def _state_of(

@@ -18,7 +18,7 @@ from reconciler.model import DesiredRelease, DesiredState, Policy
 from reconciler.observe import PENDING, ReleaseState, Revision
 from reconciler.repo import helmyaml
 
-ActionKind = Literal["install", "upgrade", "unlock", "uninstall"]
+ActionKind = Literal["install", "upgrade", "unlock", "rollback", "uninstall"]
 Key = tuple[str, str]
 MAX_BACKOFF = timedelta(hours=1)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -29,9 +29,12 @@ class Action:
     """One helm operation on one release.
 
     `unlock` clears a stale pending-* revision: a rollback to `revision`, or an
-    uninstall when no earlier revision can be rolled back to. For `install` and
-    `upgrade`, `revision` is the latest one before the action: remediation rolls
-    back to it only if helm recorded a newer one.
+    uninstall when no earlier revision can be rolled back to. `rollback` remediates a
+    failed latest revision: a rollback to `revision`. For `install` and `upgrade`,
+    `revision` is the latest one before the action (helm recorded a new one if the
+    latest is higher afterwards), and `rollback_to` the last revision the reconciler
+    deployed, which remediation rolls back to (None: none, so remediation uninstalls).
+    Rollback targets are always revisions the reconciler proved it wrote, never failed.
     """
 
     kind: ActionKind
@@ -41,6 +44,9 @@ class Action:
     desired: DesiredRelease | None = None
     revision: int | None = None
     depends_on: tuple[str, ...] = ()
+    rollback_to: int | None = None
+    # A deployed revision exists that is not the reconciler's: never uninstall over it.
+    foreign_deployed: bool = False
 
     @property
     def key(self) -> Key:
@@ -80,6 +86,13 @@ class Options:
     force_retry: bool = False
     force_prune: bool = False
     namespaces: frozenset[str] = frozenset()
+    # Release names (or namespace/name) to take over although they are not ours; `*`
+    # takes over every declared release (once, e.g. releases from before signing).
+    adopt: frozenset[str] = frozenset()
+
+    def adopts(self, release: DesiredRelease) -> bool:
+        named = {release.name, f"{release.namespace}/{release.name}", "*"}
+        return release.adopt or bool(named & self.adopt)
 
     def in_scope(self, namespace: str) -> bool:
         return not self.namespaces or namespace in self.namespaces
@@ -130,7 +143,13 @@ def plan(
             held.append(Hold(release.name, release.namespace, _waiting(waiting_on), gave_up))
             continue
         step = _plan_release(
-            release, observed.get(key), desired.policy, now, failures.get(key), options
+            release,
+            observed.get(key),
+            desired.policy,
+            now,
+            failures.get(key),
+            options,
+            desired.installation,
         )
         if isinstance(step, Hold):
             blocked[release.name] = step.gave_up
@@ -189,21 +208,69 @@ def _plan_release(
     now: datetime,
     failure: Failure | None,
     options: Options,
+    installation: str,
 ) -> list[Action] | Hold | None:
     if state is None or state.latest.status == "uninstalled":
         why = "not installed" if state is None else f"uninstalled at revision {state.latest.number}"
         return _unless_given_up(release, state, policy, now, failure, options, "install", why)
     latest = state.latest
+    adopting = options.adopts(release) and not latest.signed
+    if not latest.signed and not adopting:
+        return _not_ours(release, state, installation)
     if latest.status in PENDING:
         return _stale_pending(release, state, policy, now, failure, options)
-    if latest.status == "deployed" and latest.digest == release.digest:
+    if latest.status == "deployed" and latest.digest == release.digest and not adopting:
         drift = _drift(release, state)
         if not drift:
             return None
-        return [_action("upgrade", release, f"drifted in the cluster: {drift}", latest.number)]
-    return _unless_given_up(
-        release, state, policy, now, failure, options, "upgrade", _why(release, state)
+        return [_action("upgrade", release, f"drifted in the cluster: {drift}", state)]
+    why = _adoption(release, state) if adopting else _why(release, state)
+    steps = _unless_given_up(release, state, policy, now, failure, options, "upgrade", why)
+    if isinstance(steps, Hold) and steps.gave_up and latest.status == "failed":
+        return _remediation(release, state, policy) or steps
+    return steps
+
+
+def _not_ours(release: DesiredRelease, state: ReleaseState, installation: str) -> Hold:
+    """A release of this name that this installation cannot prove it wrote is left alone:
+    upgrading it would replace another chart's objects (helm deletes what the new chart
+    lacks)."""
+
+    latest = state.latest
+    chart = (
+        f"chart {state.detail.chart_name} {state.detail.chart_version}"
+        if state.detail
+        else "its chart unknown"
     )
+    owner = state.installation
+    if not state.managed_by_us:
+        whose = "installed outside reconciler"
+    elif owner != installation:
+        whose = f"managed by installation {owner or '(none)'}"
+    else:
+        whose = (
+            f"labelled for this installation, but revision {latest.number} does not carry "
+            "the reconciler's signature (written or altered by someone else)"
+        )
+    return Hold(
+        release.name,
+        release.namespace,
+        f"release exists and is not ours ({chart}, {whose}); set `adopt: true` on the "
+        f"release or pass --adopt {release.namespace}/{release.name} to take it over",
+        gave_up=True,  # only a person can lift it
+    )
+
+
+def _adoption(release: DesiredRelease, state: ReleaseState) -> str:
+    detail = state.detail
+    chart = f"{detail.chart_name} {detail.chart_version}" if detail else "an unknown chart"
+    owner = (
+        f"installation {state.installation}"
+        if state.managed_by_us
+        else "installed outside reconciler"
+    )
+    wanted = f"{release.chart.name} {release.chart.version}"
+    return f"adopt: chart {chart} -> {wanted} (was {owner})"
 
 
 def _unless_given_up(
@@ -216,33 +283,62 @@ def _unless_given_up(
     kind: ActionKind,
     why: str,
 ) -> list[Action] | Hold:
-    attempts, last_at = _attempts(release, state, failure)
-    if attempts and not options.force_retry:
+    count, last_at = attempts(release, state, failure)
+    if count and not options.force_retry:
         # A hold keeps the last error: the operator must see why, not only how often.
         last_error = (
             f"; last error: {failure.message}"
             if failure and failure.digest == release.digest and failure.message
             else ""
         )
-        if attempts > policy.retries:
+        if count > policy.retries:
             return Hold(
                 release.name,
                 release.namespace,
-                f"{kind} of {release.chart.version} failed {attempts} time(s); "
+                f"{kind} of {release.chart.version} failed {count} time(s); "
                 f"waiting for a change to this release or --force-retry{last_error}",
                 gave_up=True,
             )
-        ready_at = last_at + backoff(policy, attempts)
+        ready_at = last_at + backoff(policy, count)
         if now < ready_at:
             wait = int((ready_at - now).total_seconds()) + 1
             return Hold(
                 release.name,
                 release.namespace,
-                f"{kind} failed {attempts} time(s); retry {attempts}/{policy.retries} "
+                f"{kind} failed {count} time(s); retry {count}/{policy.retries} "
                 f"in {wait}s{last_error}",
             )
-        why = f"{why} (retry {attempts}/{policy.retries})"
-    return [_action(kind, release, why, state.latest.number if state else None)]
+        why = f"{why} (retry {count}/{policy.retries})"
+    return [_action(kind, release, why, state)]
+
+
+def _remediation(release: DesiredRelease, state: ReleaseState, policy: Policy) -> list[Action]:
+    """The remediation of a failed latest revision whose retries are spent, when it did not
+    happen inline (a shutdown mid-attempt, or the rollback itself failed): a rollback to
+    the last revision the reconciler deployed, or an uninstall per policy. Never over a
+    deployed revision somebody else wrote; then the release is held as it is."""
+
+    latest = state.latest
+    target = last_deployed(state)
+    foreign = target is None and any(r.status == "deployed" for r in state.revisions)
+    if policy.remediation == "none" or not latest.proven or foreign:
+        return []
+    reason = f"retries spent at failed revision {latest.number}"
+    if policy.remediation == "rollback" and target is not None:
+        why = f"{reason}: roll back to revision {target}, the last one deployed"
+        return [Action("rollback", release.name, release.namespace, why, release, target)]
+    why = f"{reason}: uninstall (remediation {policy.remediation})"
+    return [Action("uninstall", release.name, release.namespace, why, release)]
+
+
+def last_deployed(state: ReleaseState | None) -> int | None:
+    """The newest revision the reconciler proved it wrote whose status is `deployed`:
+    the only kind of revision a rollback may target."""
+
+    if state is None:
+        return None
+    deployed = [r.number for r in state.revisions if r.status == "deployed" and r.proven]
+    return max(deployed, default=None)
 
 
 def _stale_pending(
@@ -256,40 +352,73 @@ def _stale_pending(
     latest = state.latest
     age = now - latest.created if latest.created else timedelta(0)
     since = _duration(age)
-    if age < timedelta(seconds=policy.pending_timeout_seconds):
+    # Never younger than helm's own time limit: its helm may still run (another leader).
+    stale_after = timedelta(seconds=max(policy.pending_timeout_seconds, policy.timeout_seconds))
+    if age < stale_after:
         return Hold(
             release.name,
             release.namespace,
             f"{latest.status} for {since} at revision {latest.number}; another operation may be running",
         )
-    earlier = [r for r in state.revisions[:-1] if r.status in ("deployed", "failed")]
+    if not latest.proven:
+        return Hold(
+            release.name,
+            release.namespace,
+            f"{latest.status} for {since} at revision {latest.number}, which the reconciler "
+            "did not write; clear it by hand (helm rollback) after checking who runs it",
+            gave_up=True,
+        )
+    target = last_deployed(state)
+    if target is None and any(r.status == "deployed" for r in state.revisions[:-1]):
+        return Hold(
+            release.name,
+            release.namespace,
+            f"{latest.status} for {since} at revision {latest.number}; the deployed revision "
+            "was not written by the reconciler, so it is not rolled back to; clear it by hand",
+            gave_up=True,
+        )
     unlock = Action(
         "unlock",
         release.name,
         release.namespace,
         f"{latest.status} for {since} at revision {latest.number}",
         release,
-        revision=earlier[-1].number if earlier else None,
+        revision=target,
     )
     rest = _unless_given_up(
         release, None, policy, now, failure, options, "upgrade", "re-apply after unlock"
     )
+    if isinstance(rest, list) and target is not None:
+        # The unlock's rollback writes one more revision before the upgrade.
+        rest = [
+            dataclasses.replace(a, revision=latest.number + 1, rollback_to=target) for a in rest
+        ]
     return [unlock, *rest] if isinstance(rest, list) else [unlock]
 
 
-def _attempts(
+def attempts(
     release: DesiredRelease, state: ReleaseState | None, failure: Failure | None
 ) -> tuple[int, datetime]:
-    """Failed attempts at this exact digest: helm's history, or our own record when helm's is gone."""
+    """The reconciler's own failed attempts at this exact desired state since it last
+    tried another one: helm's history, or our own record when helm's is gone.
+
+    Only revisions the reconciler proved it wrote count (a failed `helm upgrade` by a
+    person is not our attempt); its rollbacks are not attempts and do not end the count."""
 
     failed: list[Revision] = []
     if state is not None:
-        failed = [r for r in state.revisions if r.status == "failed" and r.digest == release.digest]
-    attempts = len(failed)
+        for revision in reversed(state.revisions):
+            if not revision.proven or revision.rollback_of is not None:
+                continue
+            if revision.digest != release.digest or revision.status == "deployed":
+                break  # another desired state was tried since, or this one worked
+            if revision.status == "failed":
+                failed.append(revision)
+    count = len(failed)
     last_at = max((r.created for r in failed if r.created), default=EPOCH)
-    if failure and failure.digest == release.digest and failure.attempts >= attempts:
+    if failure and failure.digest == release.digest and failure.attempts >= count:
         return failure.attempts, failure.last_at
-    return attempts, last_at
+    return count, last_at
 
 
 def backoff(policy: Policy, attempts: int) -> timedelta:
@@ -361,21 +490,33 @@ def _prune(
         and options.in_scope(s.namespace)
     ]
     leaving = sorted((s for s in ours if s.key not in wanted), key=lambda s: s.key)
+    # Uninstalling deletes what the latest record lists: only a record we wrote.
+    unproven = [s for s in leaving if not s.latest.proven]
+    leaving = [s for s in leaving if s.latest.proven]
+    holds = [
+        Hold(
+            s.name,
+            s.namespace,
+            f"no longer declared, but revision {s.latest.number} does not carry the "
+            "reconciler's signature; not pruned (check it, then helm uninstall by hand)",
+        )
+        for s in unproven
+    ]
     if not leaving:
-        return [], []
+        return [], holds
     policy = desired.policy
     if not policy.prune:
         reason = "no longer declared; left in place because policy.prune is off"
-        return [], [Hold(s.name, s.namespace, reason) for s in leaving]
+        return [], [*holds, *(Hold(s.name, s.namespace, reason) for s in leaving)]
     share = len(leaving) / len(ours)
     if share > policy.max_prune_share and not options.force_prune:
         reason = (
             f"prune refused: would remove {len(leaving)} of {len(ours)} managed releases "
             f"({share:.0%} > policy.maxPruneShare {policy.max_prune_share:.0%}); use --force-prune"
         )
-        return [], [Hold(s.name, s.namespace, reason) for s in leaving]
+        return [], [*holds, *(Hold(s.name, s.namespace, reason) for s in leaving)]
     reason = "no longer declared in the environments repo"
-    return [Action("uninstall", s.name, s.namespace, reason) for s in leaving], []
+    return [Action("uninstall", s.name, s.namespace, reason) for s in leaving], holds
 
 
 def topological(releases: Sequence[DesiredRelease]) -> list[DesiredRelease]:
@@ -405,9 +546,23 @@ def topological(releases: Sequence[DesiredRelease]) -> list[DesiredRelease]:
 
 
 def _action(
-    kind: ActionKind, release: DesiredRelease, reason: str, revision: int | None = None
+    kind: ActionKind, release: DesiredRelease, reason: str, state: ReleaseState | None
 ) -> Action:
-    return Action(kind, release.name, release.namespace, reason, release, revision)
+    revision = state.latest.number if state else None
+    target = last_deployed(state)
+    foreign = target is None and any(
+        r.status == "deployed" for r in (state.revisions if state else ())
+    )
+    return Action(
+        kind,
+        release.name,
+        release.namespace,
+        reason,
+        release,
+        revision,
+        rollback_to=target,
+        foreign_deployed=foreign,
+    )
 
 
 def _with_dependencies(

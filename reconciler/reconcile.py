@@ -14,16 +14,23 @@ from functools import cached_property
 
 from reconciler.desired import ClusterValues, cluster_values_from_data, desired_state
 from reconciler.errors import ReconcilerError
-from reconciler.execute import Outcome, execute
+from reconciler.execute import Outcome, Proof, execute
 from reconciler.helm import Helm
 from reconciler.kube import CONFIGMAPS, SECRETS, JsonObject, Kube, ensure_namespace
 from reconciler.masking import SecretMask, scalars
 from reconciler.model import DesiredState, Environments, ValuesFrom
-from reconciler.observe import ReleaseState, latest_revision, read_index, with_detail
-from reconciler.plan import Failure, Key, Options, Plan, plan
+from reconciler.observe import (
+    ReleaseState,
+    latest_revision,
+    read_index,
+    with_detail,
+    with_proven_copy,
+)
+from reconciler.plan import Failure, Key, Options, Plan, attempts, plan
 from reconciler.repo import load_environments
 from reconciler.source import GitSource, LocalSource
 from reconciler.status import StatusStore, status_document
+from reconciler.trust import Signer, load_key, sign_rollback
 
 
 @dataclass(frozen=True)
@@ -32,6 +39,7 @@ class Observation:
     observed: Mapping[Key, ReleaseState]
     secret_values: frozenset[str]
     unreadable: Mapping[str, str] = field(default_factory=dict)
+    signer: Signer | None = None
 
     @cached_property
     def _mask(self) -> SecretMask:
@@ -51,6 +59,9 @@ class Memory:
     failures: dict[Key, Failure] = field(default_factory=dict)
 
     def record(self, outcome: Outcome, now: datetime) -> None:
+        # Only installs and upgrades are attempts; a rollback that worked ends none.
+        if outcome.kind not in ("install", "upgrade"):
+            return
         if outcome.result == "succeeded":
             self.failures.pop(outcome.key, None)
         if outcome.result != "failed" or not outcome.digest:
@@ -59,6 +70,23 @@ class Memory:
         attempts = known.attempts + 1 if known and known.digest == outcome.digest else 1
         cause = outcome.error or outcome.message
         self.failures[outcome.key] = Failure(outcome.digest, attempts, now, cause)
+
+    def sync(self, desired: DesiredState, observed: Mapping[Key, ReleaseState]) -> None:
+        """Failures count per desired state: once a release's desired state differs from the
+        one that failed, its count starts anew (even if it later returns to that one). What
+        helm's history counts is kept too, so an uninstall (remediation) loses no count."""
+
+        digests = {(r.namespace, r.name): r.digest for r in desired.releases}
+        for key, failure in list(self.failures.items()):
+            if key in digests and digests[key] != failure.digest:
+                del self.failures[key]
+        for release in desired.releases:
+            key = (release.namespace, release.name)
+            count, last_at = attempts(release, observed.get(key), self.failures.get(key))
+            if count:
+                known = self.failures.get(key)
+                message = known.message if known and known.digest == release.digest else ""
+                self.failures[key] = Failure(release.digest, count, last_at, message)
 
 
 def load_revision(source: GitSource | LocalSource) -> Environments:
@@ -69,7 +97,10 @@ def load_revision(source: GitSource | LocalSource) -> Environments:
 
 
 def read_cluster_values(kube: Kube, source: ValuesFrom) -> ClusterValues:
-    """The values ConfigMap and Secret; a key helm could not read holds its releases only."""
+    """The installation's in-cluster values. A named object that does not exist is an error
+    (every release of the installation may take values from it, so none is converged)
+    unless the installation marks it `optional: true`; a key helm could not read holds
+    only the releases that use it."""
 
     config_map = (
         kube.get(CONFIGMAPS.path(source.namespace, source.config_map))
@@ -77,6 +108,20 @@ def read_cluster_values(kube: Kube, source: ValuesFrom) -> ClusterValues:
         else None
     )
     secret = kube.get(SECRETS.path(source.namespace, source.secret)) if source.secret else None
+    missing = [
+        f"{kind} {source.namespace}/{name}"
+        for kind, name, found, optional in (
+            ("ConfigMap", source.config_map, config_map, source.config_map_optional),
+            ("Secret", source.secret, secret, source.secret_optional),
+        )
+        if name and found is None and not optional
+    ]
+    if missing:
+        raise ReconcilerError(
+            f"valuesFrom: {' and '.join(missing)} not found; every release of this installation "
+            "is held: create it, fix the name in installation.yaml (valuesFrom), or mark it "
+            "`optional: true`"
+        )
     return cluster_values_from_data(
         _data(config_map),
         _data(secret),
@@ -96,12 +141,14 @@ def observe(
     kube: Kube,
     full: bool = False,
     namespaces: Collection[str] = (),
+    signer: Signer | None = None,
 ) -> Observation:
     """Desired state with in-cluster values, and the releases as the cluster has them.
 
     Only releases whose labels do not prove them in sync are decoded (one GET
     each); `full` decodes every declared release to find drift made by hand.
     `namespaces` confines the history read to those namespaces (namespaced mode).
+    `signer` keys the digests and checks which revisions the reconciler wrote.
     """
 
     if installation not in env.installations:
@@ -111,21 +158,39 @@ def observe(
         )
     source = env.installations[installation].values_from
     cluster_values = read_cluster_values(kube, source)
-    desired = desired_state(env, installation, cluster_values)
-    index = read_index(kube, sorted(namespaces))
+    signer = signer or Signer.keyless(installation)
+    desired = keyed(desired_state(env, installation, cluster_values), signer)
+    index = read_index(kube, sorted(namespaces), signer)
     observed = dict(index.releases)
     for release in desired.releases:
         state = index.releases.get((release.namespace, release.name))
-        if state is None or state.latest.status != "deployed":
+        if state is None or state.latest.status == "uninstalled":
             continue
-        if full or state.latest.digest != release.digest:
+        if state.latest.signed and not state.latest.proven:
+            state = observed[state.key] = with_proven_copy(kube, state)
+        # A release that is not ours is decoded too: its hold names its chart.
+        stale = state.latest.status == "deployed" and state.latest.digest != release.digest
+        if full or stale or not state.latest.signed:
             observed[state.key] = with_detail(kube, state)
-    return Observation(desired, observed, _secret_strings(cluster_values), index.unreadable)
+    secrets = _secret_strings(cluster_values)
+    return Observation(desired, observed, secrets, index.unreadable, signer)
+
+
+def keyed(desired: DesiredState, signer: Signer) -> DesiredState:
+    """The desired state with every digest keyed: a label or status entry then reveals
+    nothing of the values it covers, Secret-sourced ones included."""
+
+    releases = tuple(
+        dataclasses.replace(r, keyed_digest=signer.digest(r.chart, r.values))
+        for r in desired.releases
+    )
+    return dataclasses.replace(desired, releases=releases)
 
 
 def plan_pass(
     observation: Observation, memory: Memory, options: Options, now: datetime | None = None
 ) -> Plan:
+    memory.sync(observation.desired, observation.observed)
     return plan(
         observation.desired,
         observation.observed,
@@ -160,6 +225,15 @@ def apply_pass(
         if kube and create_namespaces:
             ensure_namespace(kube, name)
 
+    proof = Proof()
+    signer = observation.signer
+    if signer is not None and signer.has_key:
+        proof = Proof(
+            labels=signer.labels,
+            after_rollback=lambda ns, name, target: (
+                sign_rollback(kube, signer, ns, name, target) if kube else None
+            ),
+        )
     policy = observation.desired.policy
     return execute(
         the_plan,
@@ -170,6 +244,7 @@ def apply_pass(
         proceed,
         probe if kube else None,
         namespace,
+        proof,
     )
 
 
@@ -227,6 +302,19 @@ class Engine:
         self._helm_factory = helm_factory
         self._helm: Helm | None = None
         self._last_status = ""
+        self._signer: Signer | None = None
+        self.key_namespace = status.namespace
+
+    def signer(self, create: bool) -> Signer:
+        """The installation's key, read once per process; created when `create` (apply, run)
+        and missing. `plan` never creates it: without it nothing is provably ours yet."""
+
+        if self._signer is None or (create and not self._signer.has_key):
+            signer = load_key(self.kube, self.key_namespace, self.installation, create)
+            if not signer.has_key and not create:
+                return signer
+            self._signer = signer
+        return self._signer
 
     @property
     def helm(self) -> Helm:
@@ -241,8 +329,15 @@ class Engine:
         if self._helm is not None:
             self._helm.cancel.set()
 
-    def plan(self, env: Environments, full: bool = False) -> tuple[Plan, Observation]:
-        observation = observe(env, self.installation, self.kube, full, self.options.namespaces)
+    def plan(
+        self, env: Environments, full: bool = False, writing: bool = False
+    ) -> tuple[Plan, Observation]:
+        """`writing`: the plan is applied next, so the key is created if missing."""
+
+        signer = self.signer(create=writing)
+        observation = observe(
+            env, self.installation, self.kube, full, self.options.namespaces, signer
+        )
         return plan_pass(observation, self.memory, self.options), observation
 
     def apply(
@@ -253,7 +348,7 @@ class Engine:
         proceed: Callable[[], str] = lambda: "",
         on_plan: Callable[[Plan], None] = lambda plan: None,
     ) -> PassResult:
-        the_plan, observation = self.plan(env, full)
+        the_plan, observation = self.plan(env, full, writing=True)
         on_plan(the_plan)
         outcomes: list[Outcome] = []
         if the_plan.actions:
@@ -268,7 +363,7 @@ class Engine:
                 create_namespaces=not self.options.namespaces,
             )
             # The status should say what helm holds now, not what it held before.
-            index = read_index(self.kube, sorted(self.options.namespaces))
+            index = read_index(self.kube, sorted(self.options.namespaces), observation.signer)
             observed = {
                 key: _same_detail(state, observation.observed.get(key))
                 for key, state in index.releases.items()

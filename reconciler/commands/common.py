@@ -94,6 +94,16 @@ def add_cluster_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--force-prune", action="store_true", help="prune even beyond policy.maxPruneShare"
     )
+    group.add_argument(
+        "--adopt",
+        action="append",
+        default=[],
+        metavar="[NAMESPACE/]RELEASE",
+        help="take over this existing release although the reconciler cannot prove it "
+        "installed it (by hand, another installation, or before revisions were signed); "
+        "repeatable, '*' for every declared release. Without it such a release is held. "
+        "The release field `adopt: true` does the same from git",
+    )
 
 
 def add_output_flag(
@@ -133,6 +143,7 @@ def wiring(args: argparse.Namespace) -> Wiring:
         force_retry=args.force_retry,
         force_prune=args.force_prune,
         namespaces=parse_namespaces(args.namespaces),
+        adopt=frozenset(getattr(args, "adopt", None) or ()),
     )
     refuse_secrets_in_argv(args.repo)
     source = open_source(args.repo, args.branch, args.workdir, credentials_from_args(args))

@@ -84,6 +84,7 @@ def _release(document: Document) -> Release:
         values=data.get("values", {}),
         path=document.source.path,
         pinned=data.get("pinned") is True,
+        adopt=bool(data.get("adopt", False)),
     )
 
 
@@ -115,12 +116,28 @@ def _policy(data: dict[str, Any]) -> Policy:
     for name in ("max_prune_share", "retry_backoff_seconds"):
         if name in fields:
             fields[name] = float(fields[name])
+    if "pending_timeout_seconds" not in fields:
+        # Unset: never at or below the helm timeout (validation refuses that when set).
+        timeout = fields.get("timeout_seconds", Policy.timeout_seconds)
+        fields["pending_timeout_seconds"] = max(Policy.pending_timeout_seconds, 2 * timeout)
     return Policy(**fields)
 
 
 def _values_from(data: dict[str, Any]) -> ValuesFrom:
+    config_map, config_map_optional = _source_ref(data.get("configMap"))
+    secret, secret_optional = _source_ref(data.get("secret"))
     return ValuesFrom(
         namespace=data.get("namespace", "reconciler"),
-        config_map=data.get("configMap"),
-        secret=data.get("secret"),
+        config_map=config_map,
+        secret=secret,
+        config_map_optional=config_map_optional,
+        secret_optional=secret_optional,
     )
+
+
+def _source_ref(ref: str | dict[str, Any] | None) -> tuple[str | None, bool]:
+    """`name` or `{name, optional}` (the schema allows both) as (name, optional)."""
+
+    if isinstance(ref, dict):
+        return ref["name"], bool(ref.get("optional", False))
+    return ref, False

@@ -12,6 +12,7 @@ from reconciler.repo.tree import SourceFile, shown
 from reconciler.repo.versions import template_problems
 
 DEFAULT_VERSION_TEMPLATE = "1.0.0-g{ref}"
+DEFAULT_TIMEOUT_SECONDS = 300  # reconciler.model.Policy's default
 
 Locate = Callable[[SourceFile, Sequence[str | int]], int | None]
 
@@ -32,6 +33,8 @@ def check(
     projects = {d.data["name"]: d for d in documents if d.source.kind == "Project"}
     for document in documents:
         rules.name_matches_file(document)
+        if document.source.kind == "Installation":
+            rules.pending_timeout(document)
     for project in projects.values():
         rules.version_template(project)
     rules.dependencies(projects)
@@ -60,6 +63,23 @@ class _Rules:
             ["name"],
             f'name: "{declared}" does not match {where} "{shown(expected)}";'
             f" rename one so they agree (e.g. name: {shown(expected)})",
+        )
+
+    def pending_timeout(self, installation: Document) -> None:
+        policy = installation.data.get("policy") or {}
+        if "pendingTimeoutSeconds" not in policy:
+            return  # unset, it defaults above the helm timeout
+        timeout = policy.get("timeoutSeconds", DEFAULT_TIMEOUT_SECONDS)
+        pending = policy["pendingTimeoutSeconds"]
+        if pending > timeout:
+            return
+        self.report(
+            installation,
+            ["policy", "pendingTimeoutSeconds"],
+            f"policy.pendingTimeoutSeconds: {pending:g} is not greater than "
+            f"policy.timeoutSeconds {timeout:g}; a release still pending while its helm runs "
+            f"would be rolled back under it: set pendingTimeoutSeconds above {timeout:g} "
+            f"(e.g. {2 * timeout:g}) or remove it (the default is above timeoutSeconds)",
         )
 
     def version_template(self, project: Document) -> None:

@@ -3,6 +3,7 @@ a helm that logs every call, and the `reconciler` CLI pointed at all of it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -191,8 +192,46 @@ def kube_json(testbed: Any, method: str, path: str, body: Any = None) -> Any:
     )
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (helm runs in a process group of its own)."""
+
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()  # noqa: SIM115
+            except OSError:
+                continue
+            parent = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(parent, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def apply_killed_mid_upgrade(world: World, release: str = "alpha") -> None:
+    """`reconciler apply` and its helm SIGKILLed while helm holds the release pending-upgrade,
+    as when a node dies."""
+
+    process = subprocess.Popen(
+        world.cli_argv("apply"), env=world.env(), cwd=world.workdir,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: world.latest(release)["status"] == "pending-upgrade", timeout=60)
+    finally:
+        for pid in [process.pid, *descendants(process.pid)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        process.wait()
+
+
 __all__ = [
     "World",
+    "apply_killed_mid_upgrade",
     "helm_spy",
     "kube_json",
     "log_entries",

@@ -186,13 +186,15 @@ def test_own_role_names_its_lease_and_status_configmap(render: Callable[..., Obj
     }
     assert named == {
         ("leases", (f"reconciler-{INSTALLATION}",)): ["get", "update"],
-        ("configmaps", (f"reconciler-status-{INSTALLATION}",)): ["get", "update", "patch"],
+        ("configmaps", (f"reconciler-status-{INSTALLATION}",)): ["get", "update"],
+        ("secrets", (f"reconciler-key-{INSTALLATION}",)): ["get"],
     }
     unnamed = {r["resources"][0]: r["verbs"] for r in rules if "resourceNames" not in r}
     assert unnamed == {
         "leases": ["create"],
         "configmaps": ["create"],
-        "events": ["create", "patch"],
+        "secrets": ["create"],
+        "events": ["create"],
     }
 
 
@@ -496,14 +498,23 @@ def test_helm_as_the_service_account_installs_allowed_kinds_only(
     helm: Any,
     charts_dir: Path,
     tmp_path: Path,
+    make_kube_client: Callable[[Path], Any],
 ) -> None:
     kubeconfig = installed()
     target = f"{namespace}-apps"
     try:
+        # As the reconciler does it: the namespace created by a POST, never helm's
+        # --create-namespace (which patches namespaces, a right the chart does not grant).
+        sa = make_kube_client(kubeconfig)
+        try:
+            body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": target}}
+            client.CoreV1Api(sa).create_namespace(body)
+        finally:
+            sa.close()
         for message in ("first", "second"):  # an install, then an upgrade
             helm(
                 *("upgrade", "--install", "smoke", str(charts_dir / "smoke")),
-                *("-n", target, "--create-namespace", "--set", f"message={message}"),
+                *("-n", target, "--set", f"message={message}"),
                 kubeconfig=kubeconfig,
             )
         chart = tmp_path / "daemon"

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import base64
-import signal
-import subprocess
 import time
 from typing import Any
 
 import pytest
-from engine_world import World, daemon, daemon_log, wait_for, wait_for_log, written_release
+from engine_world import (
+    World,
+    apply_killed_mid_upgrade,
+    daemon,
+    daemon_log,
+    wait_for,
+    wait_for_log,
+    written_release,
+)
 
 FAST_RETRY = {"retries": 0, "retryBackoffSeconds": 1, "timeoutSeconds": 60}
 
@@ -92,10 +98,11 @@ def test_values_changed_in_git_and_in_cluster_are_converged(world: World) -> Non
     for name in ("alpha", "beta"):
         repo.project(name, world.namespace, values={"message": "default", "replicas": 1})
         repo.release(world.installation, name, version="0.1.0")
+    # Both created later: optional, so that until then they hold no release.
     values_from = {
         "namespace": world.namespace,
-        "configMap": "site-values",
-        "secret": "site-secrets",
+        "configMap": {"name": "site-values", "optional": True},
+        "secret": {"name": "site-secrets", "optional": True},
     }
     repo.installation(
         world.installation, policy=FAST_RETRY, values={"region": "eu"}, values_from=values_from
@@ -205,18 +212,16 @@ def test_failed_upgrade_is_remediated_isolated_and_not_retried(
 @pytest.mark.helm3
 def test_release_left_pending_by_sigkill_is_recovered(world: World) -> None:
     repo = world.repo
-    three_releases(world, policy={**FAST_RETRY, "pendingTimeoutSeconds": 1})
+    # wait: a release with `hang: true` (a Deployment no kubelet runs) stays pending-upgrade.
+    policy = {**FAST_RETRY, "timeoutSeconds": 6, "pendingTimeoutSeconds": 7, "wait": True}
+    three_releases(world, policy=policy)
     assert world.apply()[0] == 0
-    chart = f"{repo.chart_repository}/app"
-    hung = subprocess.Popen(
-        [str(world.testbed.helm_binaries[world.helm_name]), "upgrade", "alpha", chart, "--version", "0.1.0",
-         "--namespace", world.namespace, "--plain-http", "--wait", "--timeout", "120s", "--set", "hang=true"],
-        env=world.testbed.helm_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    wait_for(lambda: world.latest("alpha")["status"] == "pending-upgrade", timeout=60)
-    hung.send_signal(signal.SIGKILL)
-    hung.wait()
-    time.sleep(1.5)
+    repo.release(world.installation, "alpha", version="0.1.0", values={"hang": True})
+    repo.commit("alpha hangs")
+    apply_killed_mid_upgrade(world)  # the reconciler and its helm
+    repo.release(world.installation, "alpha", version="0.1.0")
+    repo.commit("alpha no longer hangs")
+    time.sleep(policy["pendingTimeoutSeconds"] + 1)
     assert world.latest("alpha")["status"] == "pending-upgrade"
 
     world.reset_calls()

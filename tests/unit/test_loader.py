@@ -63,6 +63,17 @@ def release(name: str, body: str) -> str:
 
 CASES = [
     Case(
+        "pending-timeout-not-above-helm-timeout",
+        replace(
+            INST,
+            "  prune: true",
+            "  prune: true\n  timeoutSeconds: 60\n  pendingTimeoutSeconds: 60",
+        ),
+        INST,
+        None,
+        "policy.pendingTimeoutSeconds: 60 is not greater than policy.timeoutSeconds 60",
+    ),
+    Case(
         "unknown-project",
         replace(API, "project: api", "project: apii"),
         API,
@@ -664,3 +675,23 @@ def test_odd_yaml_is_a_problem_not_a_crash(tree: EnvTree, values: str) -> None:
     assert {p.path for p in problems} == {API}, problems
     assert problems[0].line in (6, 7, 8)
     assert not any("read as null" in p.message for p in problems)
+
+
+def test_pending_timeout_defaults_above_the_helm_timeout(tree: EnvTree) -> None:
+    replace(INST, "  prune: true", "  prune: true\n  timeoutSeconds: 900")(tree)
+    policy = load_environments(tree.root).installations["prod-eu"].policy
+    assert policy.pending_timeout_seconds == 1800
+
+
+def test_values_sources_may_be_optional_and_releases_adopted(tree: EnvTree) -> None:
+    replace(
+        INST,
+        "policy:",
+        "valuesFrom:\n  configMap: {name: site, optional: true}\n  secret: s\npolicy:",
+    )(tree)
+    replace(API, "project: api", "project: api\nadopt: true")(tree)
+    env = load_environments(tree.root)
+    source = env.installations["prod-eu"].values_from
+    assert (source.config_map, source.config_map_optional) == ("site", True)
+    assert (source.secret, source.secret_optional) == ("s", False)
+    assert env.installations["prod-eu"].releases[0].adopt

@@ -47,9 +47,13 @@ def state(
     revisions: tuple[tuple[int, str, str | None, datetime], ...] = (),
     detail: ReleaseDetail | None = None,
     labels: dict[str, str] | None = None,
+    proven: bool | None = None,
 ) -> ReleaseState:
+    """Revisions are signed and proven ours unless `labels` say otherwise or `proven` is False."""
+
+    ours = labels is None if proven is None else proven
     revs = tuple(
-        Revision(n, status, f"sh.helm.release.v1.{name}.v{n}", digest, at)
+        Revision(n, status, f"sh.helm.release.v1.{name}.v{n}", digest, at, ours, ours)
         for n, status, digest, at in revisions
     )
     return ReleaseState(name, "apps", revs, labels if labels is not None else OURS, detail)
@@ -130,7 +134,8 @@ def test_failure_at_the_same_digest_waits_for_backoff_then_retries_then_gives_up
     three = state(
         revisions=tuple((n, "failed", rel.digest, NOW - timedelta(hours=2)) for n in (4, 5, 6)),
     )
-    result = plan(desired(rel, policy=policy), {("apps", "api"): three}, NOW)
+    kept = dataclasses.replace(policy, remediation="none")  # else its uninstall is planned
+    result = plan(desired(rel, policy=kept), {("apps", "api"): three}, NOW)
     assert result.actions == ()
     assert "waiting for a change to this release or --force-retry" in result.held[0].reason
     assert result.held[0].gave_up
@@ -146,7 +151,7 @@ def test_failure_at_the_same_digest_waits_for_backoff_then_retries_then_gives_up
 def test_a_release_waiting_on_one_that_gave_up_has_given_up_too() -> None:
     api = release()
     web = release("web", deps=("api",))
-    policy = Policy(retries=1, retry_backoff_seconds=60)
+    policy = Policy(retries=1, retry_backoff_seconds=60, remediation="none")
 
     def held_after(*failed_at: datetime) -> dict[str, bool]:
         revisions = tuple((n, "failed", api.digest, at) for n, at in enumerate(failed_at, 4))
@@ -174,9 +179,11 @@ def test_rolled_back_release_is_not_retried_at_the_failed_digest() -> None:
         (3, "failed", rel.digest, NOW - timedelta(hours=2)),
         (4, "deployed", old.digest, NOW - timedelta(hours=2)),
     )
-    result = plan(
-        desired(rel, policy=Policy(retries=0)), {("apps", "api"): state(revisions=history)}, NOW
-    )
+    observed = state(revisions=history)
+    # Revision 4 is the reconciler's rollback of the failure to revision 2.
+    rolled = dataclasses.replace(observed.revisions[1], rollback_of=2)
+    observed = dataclasses.replace(observed, revisions=(observed.revisions[0], rolled))
+    result = plan(desired(rel, policy=Policy(retries=0)), {("apps", "api"): observed}, NOW)
     assert result.actions == ()
     assert result.held[0].release == "api"
 
@@ -210,7 +217,10 @@ def test_stale_pending_upgrade_is_unlocked_by_rollback_then_upgraded() -> None:
         )
     }
     actions = plan(desired(rel, policy=Policy(pending_timeout_seconds=300)), observed, NOW).actions
-    assert [(a.kind, a.revision) for a in actions] == [("unlock", 2), ("upgrade", None)]
+    assert [(a.kind, a.revision, a.rollback_to) for a in actions] == [
+        ("unlock", 2, None),
+        ("upgrade", 4, 2),
+    ], "the upgrade follows the unlock's rollback (revision 4) and falls back to revision 2"
     assert actions[0].reason == "pending-upgrade for 12m at revision 3"
 
 
@@ -225,11 +235,45 @@ def test_stale_pending_install_is_unlocked_by_uninstall() -> None:
     assert [(a.kind, a.revision) for a in actions] == [("unlock", None), ("upgrade", None)]
 
 
-def test_release_installed_by_someone_else_is_adopted() -> None:
+NC_DETAIL = ReleaseDetail("nc", "9.9.9", "", {}, "Install complete")
+
+
+@pytest.mark.parametrize(
+    ("labels", "owner"),
+    [
+        ({}, "installed outside reconciler"),
+        ({**OURS, LABEL_INSTALLATION: "dev"}, "managed by installation dev"),
+        (OURS, "does not carry the reconciler's signature"),
+    ],
+)
+def test_release_that_is_not_ours_is_held_naming_chart_and_owner(
+    labels: dict[str, str], owner: str
+) -> None:
     rel = release()
-    observed = {("apps", "api"): state(revisions=((1, "deployed", None, NOW),), labels={})}
-    (action,) = plan(desired(rel), observed, NOW).actions
-    assert action.reason == "adopt a release installed outside reconciler"
+    foreign = state(revisions=((1, "deployed", None, NOW),), labels=labels, proven=False)
+    observed = {("apps", "api"): dataclasses.replace(foreign, detail=NC_DETAIL)}
+    result = plan(desired(rel), observed, NOW)
+    assert result.actions == ()
+    (hold,) = result.held
+    assert "not ours" in hold.reason
+    assert "chart nc 9.9.9" in hold.reason
+    assert owner in hold.reason
+    assert "adopt: true" in hold.reason
+    assert "--adopt apps/api" in hold.reason
+    assert hold.gave_up, "only a person lifts it: final for GitHub deployment statuses"
+
+
+@pytest.mark.parametrize("how", ["field", "flag"])
+def test_adoption_is_explicit_and_shows_the_chart_change(how: str) -> None:
+    rel = dataclasses.replace(release(), adopt=how == "field")
+    options = Options(adopt=frozenset({"apps/api"})) if how == "flag" else Options()
+    foreign = state(revisions=((1, "deployed", None, NOW),), labels={}, proven=False)
+    observed = {("apps", "api"): dataclasses.replace(foreign, detail=NC_DETAIL)}
+    (action,) = plan(desired(rel), observed, NOW, options=options).actions
+    assert action.kind == "upgrade"
+    assert action.reason == (
+        "adopt: chart nc 9.9.9 -> web 1.0.0-gbbbbbbb (was installed outside reconciler)"
+    )
 
 
 def ours(name: str) -> ReleaseState:
@@ -394,3 +438,164 @@ def test_a_held_release_keeps_its_last_error() -> None:
     assert hold.reason.endswith(f"; last error: {cause}")
     moved = {("apps", "api"): Failure("another-digest", 3, NOW, cause)}
     assert "last error" not in str(plan(desired(rel), {}, NOW, moved))
+
+
+def history_of(*rows: tuple[int, str, str | None, bool]) -> ReleaseState:
+    """Revisions as (number, status, digest, proven), two hours old."""
+
+    at = NOW - timedelta(hours=2)
+    revs = tuple(
+        Revision(n, status, f"sh.helm.release.v1.api.v{n}", digest, at, ok, ok)
+        for n, status, digest, ok in rows
+    )
+    return ReleaseState("api", "apps", revs, OURS)
+
+
+def test_retry_over_a_failed_latest_falls_back_to_the_last_deployed_revision() -> None:
+    rel = release()
+    observed = history_of((2, "deployed", "old", True), (3, "failed", rel.digest, True))
+    (action,) = plan(
+        desired(rel, policy=Policy(retries=2)), {("apps", "api"): observed}, NOW
+    ).actions
+    assert (action.kind, action.revision, action.rollback_to) == ("upgrade", 3, 2), (
+        "remediation targets revision 2 (deployed), never the failed revision 3"
+    )
+
+
+def test_retry_with_no_deployed_revision_has_no_rollback_target() -> None:
+    rel = release()
+    observed = history_of((1, "failed", rel.digest, True))
+    (action,) = plan(desired(rel), {("apps", "api"): observed}, NOW).actions
+    assert action.rollback_to is None
+
+
+def test_stale_pending_is_never_rolled_back_to_a_failed_revision() -> None:
+    rel = release()
+    observed = history_of(
+        (2, "deployed", "old", True),
+        (3, "failed", "bad", True),
+        (4, "pending-upgrade", rel.digest, True),
+    )
+    actions = plan(desired(rel), {("apps", "api"): observed}, NOW).actions
+    assert next((a.kind, a.revision) for a in actions) == ("unlock", 2)
+
+
+def test_retries_spent_on_a_failed_latest_plan_its_rollback() -> None:
+    rel = release()
+    observed = history_of(
+        (2, "deployed", "old", True),
+        (3, "failed", rel.digest, True),
+        (4, "failed", rel.digest, True),
+    )
+    result = plan(desired(rel, policy=Policy(retries=1)), {("apps", "api"): observed}, NOW)
+    (action,) = result.actions
+    assert (action.kind, action.revision) == ("rollback", 2)
+    assert "retries spent at failed revision 4" in action.reason
+    none = plan(
+        desired(rel, policy=Policy(retries=1, remediation="none")), {("apps", "api"): observed}, NOW
+    )
+    assert none.actions == ()
+    assert none.held[0].gave_up
+
+
+def test_failure_count_restarts_when_the_desired_state_moved_on_in_between() -> None:
+    rel = release()
+    observed = history_of(
+        (2, "failed", rel.digest, True),
+        (3, "failed", rel.digest, True),
+        (4, "deployed", "another", True),
+    )
+    (action,) = plan(
+        desired(rel, policy=Policy(retries=1)), {("apps", "api"): observed}, NOW
+    ).actions
+    assert action.kind == "upgrade"
+    assert "retry" not in action.reason, "the failures before revision 4 were another attempt"
+
+
+def test_failed_upgrade_by_a_person_is_not_our_attempt() -> None:
+    rel = release()
+    # Revision 3: `helm upgrade` by hand, which copied our labels from revision 2.
+    observed = history_of((2, "deployed", rel.digest, True), (3, "failed", rel.digest, False))
+    observed = dataclasses.replace(
+        observed,
+        revisions=(
+            observed.revisions[0],
+            dataclasses.replace(observed.revisions[1], signed=True),
+        ),
+    )
+    (action,) = plan(
+        desired(rel, policy=Policy(retries=0)), {("apps", "api"): observed}, NOW
+    ).actions
+    assert action.kind == "upgrade"
+    assert "retry" not in action.reason
+
+
+def test_pending_younger_than_the_helm_timeout_is_never_stale() -> None:
+    rel = release()
+    observed = history_of((2, "deployed", "old", True), (3, "pending-upgrade", rel.digest, True))
+    young = dataclasses.replace(observed.revisions[1], created=NOW - timedelta(seconds=200))
+    observed = dataclasses.replace(observed, revisions=(observed.revisions[0], young))
+    policy = Policy(timeout_seconds=300, pending_timeout_seconds=60)
+    result = plan(desired(rel, policy=policy), {("apps", "api"): observed}, NOW)
+    assert result.actions == ()
+    assert "another operation may be running" in result.held[0].reason
+
+
+@pytest.mark.parametrize("forged", ["pending", "deployed"])
+def test_unproven_records_are_never_unlocked_or_rolled_back_to(forged: str) -> None:
+    rel = release()
+    observed = history_of(
+        (2, "deployed", "old", forged != "deployed"),
+        (3, "pending-upgrade", rel.digest, forged != "pending"),
+    )
+    if forged == "pending":  # labels copied from a real revision: signed, not proven
+        observed = dataclasses.replace(
+            observed,
+            revisions=(
+                observed.revisions[0],
+                dataclasses.replace(observed.revisions[1], signed=True),
+            ),
+        )
+    result = plan(desired(rel), {("apps", "api"): observed}, NOW)
+    assert result.actions == ()
+    assert "by hand" in result.held[0].reason
+
+
+def test_unproven_release_is_not_pruned() -> None:
+    keep = release("keep")
+    gone = dataclasses.replace(history_of((1, "deployed", "d", True)), name="gone")
+    forged = dataclasses.replace(
+        history_of((1, "deployed", "d", False)), name="forged", labels=OURS
+    )
+    observed = {
+        ("apps", "keep"): deployed(keep),
+        ("apps", "gone"): gone,
+        ("apps", "forged"): forged,
+    }
+    result = plan(desired(keep, policy=Policy(prune=True, max_prune_share=1)), observed, NOW)
+    assert [(a.kind, a.release) for a in result.actions] == [("uninstall", "gone")]
+    (hold,) = result.held
+    assert hold.release == "forged"
+    assert "signature" in hold.reason
+
+
+def test_retries_spent_on_a_failed_first_install_plan_its_uninstall() -> None:
+    rel = release()
+    observed = history_of((1, "failed", rel.digest, True), (2, "failed", rel.digest, True))
+    result = plan(desired(rel, policy=Policy(retries=1)), {("apps", "api"): observed}, NOW)
+    (action,) = result.actions
+    assert action.kind == "uninstall"
+    assert "retries spent at failed revision 2: uninstall" in action.reason
+
+
+def test_a_success_at_the_desired_state_ends_the_count() -> None:
+    rel = release()
+    observed = history_of(
+        (2, "failed", rel.digest, True),
+        (3, "deployed", rel.digest, True),
+        (4, "failed", rel.digest, True),
+    )
+    (action,) = plan(
+        desired(rel, policy=Policy(retries=1)), {("apps", "api"): observed}, NOW
+    ).actions
+    assert action.reason.endswith("(retry 1/1)")

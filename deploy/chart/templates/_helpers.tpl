@@ -67,6 +67,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- printf "reconciler-%s" (include "reconciler.installation" .) }}
 {{- end }}
 
+{{- define "reconciler.keyName" -}}
+{{- printf "reconciler-key-%s" (include "reconciler.installation" .) }}
+{{- end }}
+
 {{- define "reconciler.statusName" -}}
 {{- printf "reconciler-status-%s" (include "reconciler.installation" .) }}
 {{- end }}
