@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export RECONCILER_CACHE ?= $(HOME)/.cache/reconciler-testbed
 
-.PHONY: help venv testbed-binaries lint typecheck test test-unit demo testbed testbed-down bench clean
+.PHONY: help venv testbed-binaries bench-binaries lint typecheck test test-unit demo testbed testbed-down bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -20,6 +20,9 @@ venv: $(BIN)/.installed  ## create .venv with the package and its dev tools
 
 testbed-binaries:  ## build etcd, kube-apiserver, helm 3 and 4, the registry (cached by version)
 	bash testbed/build.sh
+
+bench-binaries: testbed-binaries  ## build helmfile, the benchmarks' peer (cached by version; not needed by `make test`)
+	bash testbed/build.sh helmfile
 
 lint: venv  ## ruff, hadolint
 	$(BIN)/ruff check reconciler tests benchmarks testbed
@@ -44,7 +47,7 @@ testbed: venv testbed-binaries  ## start the testbed in the background and print
 testbed-down: venv  ## stop the background testbed
 	$(BIN)/python -m testbed down
 
-bench: venv testbed-binaries  ## run the benchmarks and print their figures
+bench: venv bench-binaries  ## run the benchmarks and print their figures
 	$(BIN)/python benchmarks/run.py
 
 clean:  ## remove the virtual environment and caches (not the testbed binaries)

@@ -1,7 +1,8 @@
-"""Engine benchmarks on the real testbed: cold converge against a sequential helm loop,
-the no-op pass, one change among many, and the daemon's peak memory.
+"""Engine benchmarks on the real testbed: the in-process no-op pass, one change among many,
+and the daemon's peak memory. The product against other tools (cold converge, one change and
+no-op passes of whole processes, the scale curve) is `peers_bench.py`.
 
-Prints figures and ratios measured in this one run; asserts nothing.
+Prints figures measured in this one run; asserts nothing.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,30 +39,6 @@ def seed(repo: EnvRepo, installation: str, namespace: str, count: int, concurren
             values={"message": f"release {i}"},
         )
     return repo.commit(f"{count} releases")
-
-
-def sequential_helm_loop(
-    bed: Testbed,
-    chart_repo: str,
-    namespace: str,
-    count: int,
-    work: Path,
-    create_namespace: bool = True,
-) -> float:
-    """What a CI script does: one `helm upgrade --install` after another."""
-
-    helm = str(bed.helm_binaries["helm4"])
-    creating = ["--create-namespace"] if create_namespace else []
-    started = time.perf_counter()
-    for i in range(count):
-        values = work / f"values-{i}.yaml"
-        values.write_text(f"message: release {i}\n")
-        subprocess.run(
-            [helm, "upgrade", "--install", f"r{i:04d}", f"{chart_repo}/app", "--version", "0.1.0",
-             "--namespace", namespace, *creating, "--plain-http", "--values", str(values)],
-            env=bed.helm_env(), check=True, capture_output=True,
-        )  # fmt: skip
-    return time.perf_counter() - started
 
 
 def cli(
@@ -197,45 +173,11 @@ def _wait_for_log(path: Path, needle: str, timeout: float) -> float:
     raise SystemExit(f"daemon did not converge within {timeout}s; see {path}")
 
 
-@dataclass(frozen=True)
-class Round:
-    """One cold-converge round in fresh namespaces; the later benchmarks reuse the last."""
-
-    ours: float
-    loop: float
-    bare: float
-    installation: str
-    namespace: str
-    url: str
-    repo: EnvRepo
-
-
-def cold_converge_round(
-    bed: Testbed, chart_repo: str, work: Path, args: argparse.Namespace, n: int
-) -> Round:
-    loop = sequential_helm_loop(
-        bed, chart_repo, bed.create_namespace(f"loop-{n}"), args.releases, work
-    )
-    bare = sequential_helm_loop(
-        bed, chart_repo, bed.create_namespace(f"bare-{n}"), args.releases, work,
-        create_namespace=False,
-    )  # fmt: skip
-    installation, namespace = f"bench-{n}", bed.create_namespace(f"bench-{n}")
-    url = bed.create_git_repo(installation)
-    repo = EnvRepo(url, work / installation, chart_repo)
-    seed(repo, installation, namespace, args.releases, concurrency=args.concurrency)
-    ours, _ = converge_and_measure(bed, url, installation, namespace)
-    return Round(ours, loop, bare, installation, namespace, url, repo)
-
-
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--releases", type=int, default=100)
     parser.add_argument(
         "--concurrency", type=int, default=4, help="the installation's policy.concurrency"
-    )
-    parser.add_argument(
-        "--rounds", type=int, default=3, help="cold-converge rounds; medians are compared"
     )
     parser.add_argument(
         "--memory-releases", type=int, default=1000, help="0 skips the memory benchmark"
@@ -247,34 +189,13 @@ def main(argv: list[str]) -> int:
         for version in ("0.1.0", "0.2.0"):
             chart_ref = bed.publish_chart(CHART, version)
         chart_repo = chart_ref.rsplit("/", 1)[0]
-
-        first = cold_converge_round(bed, chart_repo, work, args, 0)
-        # The passes below run before the other rounds add their releases to the cluster:
-        # each pass LISTs every helm release there, the loops' ones too.
-        idle, _ = converge_and_measure(bed, first.url, first.installation, first.namespace)
-        in_process_passes(bed, first.url, first.installation, first.namespace, first.repo)
-        rounds = [first] + [
-            cold_converge_round(bed, chart_repo, work, args, n) for n in range(1, args.rounds)
-        ]
-        for n, r in enumerate(rounds, 1):
-            print(
-                f"  round {n}: reconciler apply {r.ours:.1f} s; loop with --create-namespace "
-                f"{r.loop:.1f} s ({r.loop / r.ours:.1f}x); loop without {r.bare:.1f} s "
-                f"({r.bare / r.ours:.1f}x)"
-            )
-        ours = statistics.median(r.ours for r in rounds)
-        loop = statistics.median(r.loop for r in rounds)
-        bare = statistics.median(r.bare for r in rounds)
-        print(
-            f"cold converge of {args.releases} releases, median of {args.rounds} rounds: "
-            f"reconciler apply {ours:.1f} s (clone, load and start-up included); sequential "
-            f"`helm upgrade --install --create-namespace` loop {loop:.1f} s: "
-            f"{loop / ours:.1f}x faster; the same loop without --create-namespace "
-            f"{bare:.1f} s: {bare / ours:.1f}x faster"
-        )
-        print(
-            f"reconciler apply with nothing to do (start-up, clone, load, one LIST): {idle:.2f} s"
-        )
+        installation, namespace = "bench", bed.create_namespace("bench")
+        url = bed.create_git_repo(installation)
+        repo = EnvRepo(url, work / installation, chart_repo)
+        seed(repo, installation, namespace, args.releases, concurrency=args.concurrency)
+        converged, _ = converge_and_measure(bed, url, installation, namespace)
+        print(f"set-up: reconciler apply converged {args.releases} releases in {converged:.1f} s")
+        in_process_passes(bed, url, installation, namespace, repo)
         if args.memory_releases:
             daemon_peak_rss(bed, chart_repo, args.memory_releases, work)
     return 0

@@ -11,12 +11,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import engine_bench
 import http_abuse_bench
+import peers_bench
 import polling_bench
 import validate_bench
 
 BENCHMARKS: list[tuple[str, Callable[[list[str]], int]]] = [
     ("validate", validate_bench.main),
     ("engine", engine_bench.main),
+    ("peers", peers_bench.main),
     ("polling", polling_bench.main),
     ("http abuse", http_abuse_bench.main),
 ]

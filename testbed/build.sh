@@ -85,6 +85,35 @@ import _ "github.com/distribution/distribution/v3/cmd/registry"
 func main() {}' build registry "$DISTRIBUTION_VERSION" github.com/distribution/distribution/v3/cmd/registry "-s -w" "-require=github.com/distribution/distribution/v3@$DISTRIBUTION_VERSION"
 }
 
+# The benchmarks' peer, not a testbed part: `make bench` builds it on demand, so the
+# cold build of `make test` does not grow. Its go.mod carries replace directives
+# (which `go install helmfile@v` refuses); the throwaway module repeats them.
+helmfile() {
+  local v=$HELMFILE_VERSION gomod
+  gomod=$(cd /tmp && GOFLAGS=-mod=mod go mod download -json "github.com/helmfile/helmfile@$v" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
+  local edits=("-require=github.com/helmfile/helmfile@$v")
+  local line
+  while read -r line; do
+    [ -n "$line" ] && edits+=("-replace=$line")
+  done < <(python3 - "$gomod" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+blocks = re.findall(r"^replace \((.*?)^\)", text, re.S | re.M)
+lines = [l for b in blocks for l in b.splitlines()] + re.findall(r"^replace (\S.*)$", text, re.M)
+for line in lines:
+    line = line.split("//")[0].strip()
+    m = re.match(r"(\S+)(?: \S+)? => (\S+) (\S+)$", line)
+    if m:
+        print(f"{m[1]}={m[2]}@{m[3]}")
+PY
+)
+  MAIN_GO='package main
+
+import _ "github.com/helmfile/helmfile/cmd"
+
+func main() {}' build helmfile "$v" github.com/helmfile/helmfile "-s -w -X go.szostok.io/version.version=$v" "${edits[@]}"
+}
+
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(etcd helm4 helm3 registry kube-apiserver)
 for t in "${targets[@]}"; do
@@ -94,6 +123,7 @@ for t in "${targets[@]}"; do
     helm3) helm_bin helm3 v3 "$HELM3_VERSION" ;;
     registry) registry ;;
     kube-apiserver) kube_apiserver ;;
+    helmfile) helmfile ;;
     *) log "unknown target $t"; exit 2 ;;
   esac
 done
