@@ -4,6 +4,13 @@ A remote is cloned shallow once; each poll first asks the server for the
 branch head (`git ls-remote`, no objects transferred) and fetches only when it
 moved. Credentials travel in git's environment, never in a URL, and every
 message is scrubbed of them.
+
+A reconciler needs only projects/ and its own installations/<name>/ (see
+`sparse_paths`): it clones those as a partial clone (`--filter=blob:none`: commits
+and trees, and only the blobs of its sparse checkout), so a fleet of 1,000
+installations does not make each one download and check out all of them. A
+server that cannot filter (`uploadpack.allowFilter` off) answers with every
+object; the clone is then an ordinary shallow clone with the same sparse checkout.
 """
 
 from __future__ import annotations
@@ -25,6 +32,9 @@ from reconciler.errors import GitError
 
 DEEPEN_STEPS, DEEPEN_BY = 5, 20  # look back at most 100 commits for deployment trailers
 USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
+INSTALLATION_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+# What git prints (LC_ALL=C) when the server ignores --filter and sends every object.
+_NO_FILTER = "filtering not recognized by server"
 
 
 @dataclass(frozen=True)
@@ -91,13 +101,34 @@ class Source(Protocol):
         """Bring the working tree to the newest revision; return it and the tree's root."""
 
 
+def sparse_paths(installation: str) -> tuple[str, ...]:
+    """The folders one installation's reconciler reads: projects/ and its own folder.
+
+    `installation` must be a DNS-1123 label (the format's rule), which also keeps it from
+    being read as a pattern or a path outside installations/.
+    """
+
+    if len(installation) > 63 or not INSTALLATION_NAME.fullmatch(installation):
+        raise GitError(
+            f"installation {installation!r} is not an installation name"
+            " (lower-case letters, digits and '-', at most 63 characters)"
+        )
+    return ("projects", f"installations/{installation}")
+
+
 @dataclass
 class GitSource:
+    """A shallow clone of `branch`; with `sparse`, a partial clone checking out only those
+    folders. `mode` says what the server gave: "partial", "full" (it cannot filter, or no
+    `sparse` was asked for), or "" before the first sync."""
+
     url: str
     branch: str = "main"
     workdir: Path | None = None
     credentials: Credentials = field(default_factory=Credentials)
+    sparse: tuple[str, ...] = ()
     fetches: int = 0
+    mode: str = ""
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -157,11 +188,42 @@ class GitSource:
 
     def _clone(self) -> None:
         env = self.credentials.environment()
+        if not self.sparse:
+            try:
+                git.Repo.clone_from(
+                    self.url, self.checkout, env=env, depth=1, branch=self.branch,
+                    single_branch=True, no_tags=True,
+                )  # fmt: skip
+            except git.GitCommandError as error:
+                raise self._error("clone", error) from None
+            self.mode = "full"
+            return
+        self._sparse_clone(env)
+
+    def _sparse_clone(self, env: dict[str, str]) -> None:
+        argv = [
+            "git", "clone", "--quiet", "--filter=blob:none", "--no-checkout", "--depth", "1",
+            "--branch", self.branch, "--single-branch", "--no-tags", "--", self.url,
+            str(self.checkout),
+        ]  # fmt: skip
+        runner = git.Git()
         try:
-            git.Repo.clone_from(
-                self.url, self.checkout, env=env, depth=1, branch=self.branch,
-                single_branch=True, no_tags=True,
-            )  # fmt: skip
+            _, _, stderr = runner.execute(
+                argv, with_extended_output=True, env={**env, "LC_ALL": "C"}
+            )
+        except git.GitCommandError as error:
+            raise self._error("clone", error) from None
+        repo = git.Repo(self.checkout)
+        self.mode = "full" if _NO_FILTER in str(stderr) else "partial"
+        try:
+            with repo.git.custom_environment(**env):
+                if self.mode == "full":
+                    # Later fetches need not ask a server for a filter it ignores.
+                    repo.git.config("--unset", "remote.origin.partialclonefilter")
+                    repo.git.config("--unset", "remote.origin.promisor")
+                repo.git.sparse_checkout("set", "--cone", "--", *self.sparse)
+                # Fetches the blobs of the sparse folders, in one request.
+                repo.git.reset("--hard", "--quiet", "HEAD")
         except git.GitCommandError as error:
             raise self._error("clone", error) from None
 
@@ -235,10 +297,16 @@ def fingerprint(root: Path) -> str:
 
 
 def open_source(
-    repo: str, branch: str, workdir: Path | None, credentials: Credentials
+    repo: str,
+    branch: str,
+    workdir: Path | None,
+    credentials: Credentials,
+    installation: str | None = None,
 ) -> GitSource | LocalSource:
-    """A URL (`https://`, `http://`, `ssh://`, `git@host:`, `file://`) is cloned; a folder is read in place."""
+    """A URL (`https://`, `http://`, `ssh://`, `git@host:`, `file://`) is cloned (sparse, for
+    `installation`'s folders only, when given); a folder is read in place."""
 
     if "://" in repo or re.match(r"^[\w.-]+@[\w.-]+:", repo):
-        return GitSource(repo, branch, workdir, credentials)
+        sparse = sparse_paths(installation) if installation is not None else ()
+        return GitSource(repo, branch, workdir, credentials, sparse)
     return LocalSource(Path(repo))
