@@ -23,7 +23,7 @@ examples:
   reconciler promote --repo https://git.example/envs.git --token-file /run/token \\
       --project api --ref $GITHUB_SHA --selector stage=testing
   reconciler promote --repo ... --project api --ref $SHA -i prod-eu -i prod-us
-  reconciler promote --repo ... --project api --ref $SHA --selector stage=production \
+  reconciler promote --repo ... --project api --ref $SHA --selector stage=production \\
       --after stage=testing --wave-size 10 --github-repo acme/api --github-token-file /run/gh
 """
 
