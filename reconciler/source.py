@@ -130,6 +130,7 @@ class GitSource:
     fetches: int = 0
     mode: str = ""
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _sparse_set: bool = False
 
     def __post_init__(self) -> None:
         if self.workdir is None:
@@ -222,6 +223,7 @@ class GitSource:
                     repo.git.config("--unset", "remote.origin.partialclonefilter")
                     repo.git.config("--unset", "remote.origin.promisor")
                 repo.git.sparse_checkout("set", "--cone", "--", *self.sparse)
+                self._sparse_set = True
                 # Fetches the blobs of the sparse folders, in one request.
                 repo.git.reset("--hard", "--quiet", "HEAD")
         except git.GitCommandError as error:
@@ -232,6 +234,11 @@ class GitSource:
         env = self.credentials.environment()
         try:
             with repo.git.custom_environment(**env):
+                if self.sparse and not self._sparse_set:
+                    # A clone this process did not make (a kept --workdir) may check out
+                    # another installation's folder, or everything.
+                    repo.git.sparse_checkout("set", "--cone", "--", *self.sparse)
+                    self._sparse_set = True
                 repo.git.fetch("--depth", "1", "--no-tags", "origin", self.branch)
                 repo.git.reset("--hard", "FETCH_HEAD")
                 repo.git.clean("-fdx")

@@ -161,3 +161,18 @@ def test_sparse_source_on_servers_with_and_without_filtering(
     (release,) = [r for r in env.installations[site(4)].releases if r.name == "rel-01"]
     assert release.ref == sha("moved")
     assert source.messages_since(first, moved) == ["move site-0004, break site-0005"]
+
+
+def test_a_kept_clone_follows_the_installation_it_is_used_for(
+    git_server: Any, tmp_path: Path
+) -> None:
+    url = git_server.create_git_repo(f"kept-{tmp_path.name}"[:60].lower())
+    writer = EnvRepo(url, tmp_path / "writer", "oci://x/c")
+    push(writer, dict(fleet_files(5, releases=2, projects=2)), "five installations")
+    workdir = tmp_path / "clone"
+    GitSource(url, workdir=workdir).sync()  # a full clone, as before sparse fetch
+    for name in (site(1), site(2)):
+        source = GitSource(url, workdir=workdir, sparse=sparse_paths(name))
+        env = load_revision(source, name)
+        assert list(env.installations) == [name]
+        assert sorted(p.name for p in (workdir / "checkout/installations").iterdir()) == [name]
