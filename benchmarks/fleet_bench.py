@@ -35,7 +35,6 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 from polling_bench import CountingProxy, cpu_seconds  # noqa: E402
 
-from reconciler.errors import ReconcilerError  # noqa: E402
 from reconciler.reconcile import load_revision  # noqa: E402
 from reconciler.source import GitSource, sparse_paths  # noqa: E402
 from tests.support.envrepo import GitServer  # noqa: E402
@@ -285,9 +284,9 @@ def _poll_loop(
         started = time.monotonic()
         try:
             one.poll(fleet)
-        except ReconcilerError as error:
+        except Exception as error:
             with fleet.lock:
-                fleet.errors.append(str(error)[:200])
+                fleet.errors.append(f"{type(error).__name__}: {str(error)[:200]}")
         stop.wait(max(0.0, interval - (time.monotonic() - started)))
 
 
