@@ -186,7 +186,7 @@ def promoter(
     rng = random.Random(seed)
     while not stop.is_set():
         promoter_once(url, names, fleet, work, rng.random())
-        stop.wait(rng.uniform(0.5, 1.5))
+        stop.wait(rng.uniform(2.0, 4.0))
 
 
 def promoter_once(url: str, names: list[str], fleet: Fleet, work: Path, seed: float) -> None:
@@ -334,6 +334,27 @@ def report(figures: Figures, interval: float, commits_per_day: float) -> None:
         print(f"[{f.mode}] {len(f.errors)} errors, first: {f.errors[0]}")
 
 
+def before(mode: Mode, work: Path) -> None:
+    """What one reconciler did before sparse fetch: a full shallow clone, the whole repo
+    checked out, loaded and validated on every new commit."""
+
+    from reconciler.repo import load_environments
+
+    source = GitSource(via(mode.url, mode.proxy), workdir=work / "before")
+    mode.proxy.reset()
+    started = time.perf_counter()
+    revision, root = source.sync()
+    cloned = time.perf_counter() - started
+    load_environments(root, revision=revision)
+    loaded = time.perf_counter() - started - cloned
+    print(
+        f"[before: full clone, whole repo loaded] clone {cloned:.2f} s,"
+        f" {(mode.proxy.up + mode.proxy.down) / 1e6:.2f} MB on the wire,"
+        f" {disk_bytes(work / 'before') / 1e6:.1f} MB on disk; load and validation of all"
+        f" {INSTALLATIONS * (RELEASES + 1) + PROJECTS:,} files {loaded:.2f} s on every new commit"
+    )
+
+
 def github_cost() -> None:
     polls_per_day = DAY / TARGET_INTERVAL
     # Each installation asks each project's repository for its Deployments to its
@@ -352,9 +373,9 @@ def github_cost() -> None:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="fleet_bench")
-    parser.add_argument("--reconcilers", type=int, default=20)
+    parser.add_argument("--reconcilers", type=int, default=12)
     parser.add_argument("--interval", type=float, default=5.0, help="poll interval of the run")
-    parser.add_argument("--duration", type=float, default=45.0, help="seconds of polling per mode")
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds of polling per mode")
     parser.add_argument("--promoters", type=int, default=2, help="concurrent promote jobs")
     parser.add_argument("--commits-per-day", type=float, default=1440.0)
     args = parser.parse_args(argv)
@@ -377,6 +398,8 @@ def main(argv: list[str]) -> int:
                 mode, work, args.reconcilers, args.interval, args.duration, args.promoters
             )
             report(figures, args.interval, args.commits_per_day)
+            if mode.name == "full-shallow":
+                before(mode, work)
             mode.proxy.close()
         github_cost()
     finally:
