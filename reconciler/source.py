@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import re
 import shlex
 import threading
@@ -35,6 +36,10 @@ USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
 INSTALLATION_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 # What git prints (LC_ALL=C) when the server ignores --filter and sends every object.
 _NO_FILTER = "filtering not recognized by server"
+# A folder a symlink points to is added to the sparse checkout only when each part of its
+# path is plain: nothing git could read as a pattern.
+_PLAIN_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+MAX_SYMLINK_ROUNDS = 3  # a link to a link to a link outside the checkout
 
 
 @dataclass(frozen=True)
@@ -131,6 +136,7 @@ class GitSource:
     mode: str = ""
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _sparse_set: bool = False
+    _linked: tuple[str, ...] = ()  # folders outside `sparse` that symlinks in it point into
 
     def __post_init__(self) -> None:
         if self.workdir is None:
@@ -157,6 +163,8 @@ class GitSource:
                 self._clone()
             else:
                 self._fetch()
+            if self.sparse:
+                self._follow_symlinks()
             repo = git.Repo(self.checkout)
             return repo.head.commit.hexsha, self.checkout
 
@@ -237,13 +245,33 @@ class GitSource:
                 if self.sparse and not self._sparse_set:
                     # A clone this process did not make (a kept --workdir) may check out
                     # another installation's folder, or everything.
-                    repo.git.sparse_checkout("set", "--cone", "--", *self.sparse)
+                    repo.git.sparse_checkout("set", "--cone", "--", *self.sparse, *self._linked)
                     self._sparse_set = True
                 repo.git.fetch("--depth", "1", "--no-tags", "origin", self.branch)
                 repo.git.reset("--hard", "FETCH_HEAD")
                 repo.git.clean("-fdx")
         except git.GitCommandError as error:
             raise self._error("fetch", error) from None
+
+    def _follow_symlinks(self) -> None:
+        """The format lets an environment file be a symlink to a file anywhere in the repo;
+        its target's folder joins the sparse checkout so that the load can read it."""
+
+        repo = git.Repo(self.checkout)
+        for _ in range(MAX_SYMLINK_ROUNDS):
+            missing = [
+                f
+                for f in dangling_link_folders(self.checkout, self.sparse)
+                if f not in self._linked
+            ]
+            if not missing:
+                return
+            self._linked = (*self._linked, *missing)
+            try:
+                with repo.git.custom_environment(**self.credentials.environment()):
+                    repo.git.sparse_checkout("set", "--cone", "--", *self.sparse, *self._linked)
+            except git.GitCommandError as error:
+                raise self._error("sparse-checkout", error) from None
 
     def _git(self, call: Callable[[git.Git], str]) -> str:
         runner = git.Git()
@@ -259,6 +287,28 @@ class GitSource:
             f"git {what} of {self.url} (branch {self.branch}) failed, exit {error.status}: {stderr}"
         )
         return GitError(self.credentials.scrub(message))
+
+
+def dangling_link_folders(root: Path, tops: tuple[str, ...]) -> list[str]:
+    """Folders of the repo at `root`, outside what is checked out, that symlinks under `tops`
+    point into; only plain paths inside the repo (the load reports the other links)."""
+
+    real_root = os.path.realpath(root)
+    found: list[str] = []
+    for top in tops:
+        for folder, dirs, files in os.walk(root / top):
+            for name in (*dirs, *files):
+                path = os.path.join(folder, name)
+                if not os.path.islink(path) or os.path.exists(path):
+                    continue
+                target = os.path.realpath(path)
+                if os.path.commonpath([real_root, target]) != real_root:
+                    continue
+                relative = os.path.relpath(os.path.dirname(target), real_root)
+                parts = relative.split(os.sep)
+                if relative != "." and all(_PLAIN_PART.fullmatch(part) for part in parts):
+                    found.append("/".join(parts))
+    return sorted(set(found))
 
 
 def one_line(text: str) -> str:

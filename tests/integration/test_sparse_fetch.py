@@ -176,3 +176,30 @@ def test_a_kept_clone_follows_the_installation_it_is_used_for(
         env = load_revision(source, name)
         assert list(env.installations) == [name]
         assert sorted(p.name for p in (workdir / "checkout/installations").iterdir()) == [name]
+
+
+def test_symlinks_to_files_outside_its_folders_are_followed(
+    git_server: Any, tmp_path: Path
+) -> None:
+    """The format allows a symlink to any regular file in the repo: its target is fetched."""
+
+    url = git_server.create_git_repo(f"links-{tmp_path.name}"[:60].lower())
+    writer = EnvRepo(url, tmp_path / "writer", "oci://x/c")
+    files = dict(fleet_files(5, releases=2, projects=2))
+    mine = f"installations/{site(1)}/releases/rel-01.yaml"
+    files["shared/releases/rel-01.yaml"] = files.pop(mine).replace(sha(1, 1), sha("shared"))
+    files["shared/projects/project-00.yaml"] = files.pop("projects/project-00.yaml")
+    links = {
+        mine: "../../../shared/releases/rel-01.yaml",
+        "projects/project-00.yaml": "../shared/projects/project-00.yaml",
+    }
+    commit = import_commit(
+        writer.top / ".git", iter(sorted(files.items())), "linked", symlinks=links
+    )
+    writer.git("push", "--quiet", "origin", "main")
+    source = GitSource(url, workdir=tmp_path / "clone", sparse=sparse_paths(site(1)))
+    env = load_revision(source, site(1))
+    assert env.revision == commit
+    (release,) = [r for r in env.installations[site(1)].releases if r.name == "rel-01"]
+    assert release.ref == sha("shared")
+    assert "project-00" in env.projects

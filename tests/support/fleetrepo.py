@@ -49,10 +49,15 @@ def fleet_files(
 
 
 def import_commit(
-    git_dir: Path, files: Iterator[tuple[str, str]], message: str, branch: str = "main"
+    git_dir: Path,
+    files: Iterator[tuple[str, str]],
+    message: str,
+    branch: str = "main",
+    symlinks: dict[str, str] | None = None,
 ) -> str:
     """One commit on `branch` of the repository at `git_dir` (bare or `.git`) holding exactly
-    `files`; its parent is the branch head when there is one. Returns the commit SHA."""
+    `files` and `symlinks` (path -> target); its parent is the branch head when there is
+    one. Returns the commit SHA."""
 
     ref = f"refs/heads/{branch}"
     parent = subprocess.run(
@@ -72,6 +77,9 @@ def import_commit(
     for path, text in files:
         data = text.encode()
         chunks.append(f"M 100644 inline {path}\ndata {len(data)}\n".encode() + data + b"\n")
+    for path, target in (symlinks or {}).items():
+        data = target.encode()
+        chunks.append(f"M 120000 inline {path}\ndata {len(data)}\n".encode() + data + b"\n")
     subprocess.run(
         ["git", "--git-dir", str(git_dir), "fast-import", "--quiet", "--force"],
         input=b"".join(chunks),
