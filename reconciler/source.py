@@ -228,8 +228,8 @@ class GitSource:
             with repo.git.custom_environment(**env):
                 if self.mode == "full":
                     # Later fetches need not ask a server for a filter it ignores.
-                    repo.git.config("--unset", "remote.origin.partialclonefilter")
-                    repo.git.config("--unset", "remote.origin.promisor")
+                    for key in ("remote.origin.partialclonefilter", "remote.origin.promisor"):
+                        repo.git.config("--unset", key, with_exceptions=False)
                 repo.git.sparse_checkout("set", "--cone", "--", *self.sparse)
                 self._sparse_set = True
                 # Fetches the blobs of the sparse folders, in one request.
