@@ -157,12 +157,13 @@ def build_repos(server: GitServer) -> list[tuple[str, str]]:
 
 def second_server(root: Path, work: Path) -> tuple[subprocess.Popen[bytes], int]:
     """Another git server process on the same repositories: the promote jobs push through
-    it, so the measured server's CPU is the fleet's polls and fetches only."""
+    it, so the measured server's CPU is the fleet's polls and fetches only. It and the jobs
+    run at the lowest priority, as if on other machines."""
 
     port_file = work / "promote-server.port"
     process = subprocess.Popen(
-        [sys.executable, "-m", "testbed.gitserver", "--root", str(root), "--port-file",
-         str(port_file)],
+        ["nice", "-n", "19", sys.executable, "-m", "testbed.gitserver", "--root", str(root),
+         "--port-file", str(port_file)],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     deadline = time.monotonic() + 20
@@ -210,7 +211,9 @@ def promoter_once(url: str, names: list[str], fleet: Fleet, work: Path, seed: fl
     project = f"project-{rng.randrange(PROJECTS):02d}"
     ref = sha("promoted", seed)
     targets = tuple(sorted(rng.sample(names, k=min(3, len(names)))))
-    argv = [RECONCILER, "promote", "--repo", url, "-p", project, "-r", ref, "-o", "json"]
+    # At the lowest priority: CI jobs run elsewhere, not on the reconcilers' CPU.
+    argv = ["nice", "-n", "19", RECONCILER, "promote", "--repo", url]
+    argv += ["-p", project, "-r", ref, "-o", "json"]
     for name in targets:
         argv += ["-i", name]
     done = subprocess.run(argv, capture_output=True, text=True, check=False, cwd=work)
