@@ -15,12 +15,22 @@ import peers_bench
 import polling_bench
 import validate_bench
 
+
+def fleet(argv: list[str]) -> int:
+    """The fleet simulation (fleet_bench.py) at its default size: a few minutes on 2 cores."""
+
+    import fleet_bench
+
+    return fleet_bench.main(argv)
+
+
 BENCHMARKS: list[tuple[str, Callable[[list[str]], int]]] = [
     ("validate", validate_bench.main),
     ("engine", engine_bench.main),
     ("peers", peers_bench.main),
     ("polling", polling_bench.main),
     ("http abuse", http_abuse_bench.main),
+    ("fleet", fleet),
 ]
 
 

@@ -152,7 +152,7 @@ class Loop:
             return
         started = time.monotonic()
         try:
-            env = load_revision(self.source)
+            env = load_revision(self.source, self.engine.installation)
         except ValidationError as error:
             self._refuse(head, error)
             return

@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "status": "print the last pass recorded in the cluster",
     "promote": "declare a project at a commit ref in installations and push",
     "mirror": "turn GitHub Deployments into promotions (webhook or poller)",
+    "fleet": "show installations x projects: declared refs, reported health, laggards",
 }
 
 

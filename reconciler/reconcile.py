@@ -89,11 +89,15 @@ class Memory:
                 self.failures[key] = Failure(release.digest, count, last_at, message)
 
 
-def load_revision(source: GitSource | LocalSource) -> Environments:
-    """Sync the source and load it; an invalid revision raises ValidationError and is not acted on."""
+def load_revision(source: GitSource | LocalSource, installation: str | None = None) -> Environments:
+    """Sync the source and load it; an invalid revision raises ValidationError and is not acted on.
+
+    With `installation`, only its part of the repo is loaded and validated (projects/ and
+    installations/<installation>/): other installations' files never block it.
+    """
 
     revision, root = source.sync()
-    return load_environments(root, revision=revision)
+    return load_environments(root, revision=revision, installation=installation)
 
 
 def read_cluster_values(kube: Kube, source: ValuesFrom) -> ClusterValues:

@@ -4,12 +4,20 @@ A remote is cloned shallow once; each poll first asks the server for the
 branch head (`git ls-remote`, no objects transferred) and fetches only when it
 moved. Credentials travel in git's environment, never in a URL, and every
 message is scrubbed of them.
+
+A reconciler needs only projects/ and its own installations/<name>/ (see
+`sparse_paths`): it clones those as a partial clone (`--filter=blob:none`: commits
+and trees, and only the blobs of its sparse checkout), so a fleet of 1,000
+installations does not make each one download and check out all of them. A
+server that cannot filter (`uploadpack.allowFilter` off) answers with every
+object; the clone is then an ordinary shallow clone with the same sparse checkout.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import re
 import shlex
 import threading
@@ -30,6 +38,13 @@ USERINFO = re.compile(r"(?<=://)[^/\s]*@")
 TOKEN_LIKE = 20  # characters: a URL user name this long is taken for a token
 # Values in a URL's query string (`?access_token=...`): shown as *** in every message.
 QUERY_VALUE = re.compile(r"(?<=[?&;])([^=&#\s]+)=[^&#\s]*")
+INSTALLATION_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+# What git prints (LC_ALL=C) when the server ignores --filter and sends every object.
+_NO_FILTER = "filtering not recognized by server"
+# A folder a symlink points to is added to the sparse checkout only when each part of its
+# path is plain: nothing git could read as a pattern.
+_PLAIN_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+MAX_SYMLINK_ROUNDS = 3  # a link to a link to a link outside the checkout
 
 
 @dataclass(frozen=True)
@@ -135,14 +150,37 @@ class Source(Protocol):
         """Bring the working tree to the newest revision; return it and the tree's root."""
 
 
+def sparse_paths(installation: str) -> tuple[str, ...]:
+    """The folders one installation's reconciler reads: projects/ and its own folder.
+
+    `installation` must be a DNS-1123 label (the format's rule), which also keeps it from
+    being read as a pattern or a path outside installations/.
+    """
+
+    if len(installation) > 63 or not INSTALLATION_NAME.fullmatch(installation):
+        raise GitError(
+            f"installation {installation!r} is not an installation name"
+            " (lower-case letters, digits and '-', at most 63 characters)"
+        )
+    return ("projects", f"installations/{installation}")
+
+
 @dataclass
 class GitSource:
+    """A shallow clone of `branch`; with `sparse`, a partial clone checking out only those
+    folders. `mode` says what the server gave: "partial", "full" (it cannot filter, or no
+    `sparse` was asked for), or "" before the first sync."""
+
     url: str
     branch: str = "main"
     workdir: Path | None = None
     credentials: Credentials = field(default_factory=Credentials)
+    sparse: tuple[str, ...] = ()
     fetches: int = 0
+    mode: str = ""
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _sparse_set: bool = False
+    _linked: tuple[str, ...] = ()  # folders outside `sparse` that symlinks in it point into
 
     def __post_init__(self) -> None:
         self.url, self.credentials = self.credentials.without_url_secrets(self.url)
@@ -172,6 +210,8 @@ class GitSource:
                 self._clone()
             else:
                 self._fetch()
+            if self.sparse:
+                self._follow_symlinks()
             repo = git.Repo(self.checkout)
             return repo.head.commit.hexsha, self.checkout
 
@@ -204,11 +244,43 @@ class GitSource:
 
     def _clone(self) -> None:
         env = self.credentials.environment()
+        if not self.sparse:
+            try:
+                git.Repo.clone_from(
+                    self.url, self.checkout, env=env, depth=1, branch=self.branch,
+                    single_branch=True, no_tags=True,
+                )  # fmt: skip
+            except git.GitCommandError as error:
+                raise self._error("clone", error) from None
+            self.mode = "full"
+            return
+        self._sparse_clone(env)
+
+    def _sparse_clone(self, env: dict[str, str]) -> None:
+        argv = [
+            "git", "clone", "--quiet", "--filter=blob:none", "--no-checkout", "--depth", "1",
+            "--branch", self.branch, "--single-branch", "--no-tags", "--", self.url,
+            str(self.checkout),
+        ]  # fmt: skip
+        runner = git.Git()
         try:
-            git.Repo.clone_from(
-                self.url, self.checkout, env=env, depth=1, branch=self.branch,
-                single_branch=True, no_tags=True,
-            )  # fmt: skip
+            _, _, stderr = runner.execute(
+                argv, with_extended_output=True, env={**env, "LC_ALL": "C"}
+            )
+        except git.GitCommandError as error:
+            raise self._error("clone", error) from None
+        repo = git.Repo(self.checkout)
+        self.mode = "full" if _NO_FILTER in str(stderr) else "partial"
+        try:
+            with repo.git.custom_environment(**env):
+                if self.mode == "full":
+                    # Later fetches need not ask a server for a filter it ignores.
+                    for key in ("remote.origin.partialclonefilter", "remote.origin.promisor"):
+                        repo.git.config("--unset", key, with_exceptions=False)
+                repo.git.sparse_checkout("set", "--cone", "--", *self.sparse)
+                self._sparse_set = True
+                # Fetches the blobs of the sparse folders, in one request.
+                repo.git.reset("--hard", "--quiet", "HEAD")
         except git.GitCommandError as error:
             raise self._error("clone", error) from None
 
@@ -217,11 +289,36 @@ class GitSource:
         env = self.credentials.environment()
         try:
             with repo.git.custom_environment(**env):
+                if self.sparse and not self._sparse_set:
+                    # A clone this process did not make (a kept --workdir) may check out
+                    # another installation's folder, or everything.
+                    repo.git.sparse_checkout("set", "--cone", "--", *self.sparse, *self._linked)
+                    self._sparse_set = True
                 repo.git.fetch("--depth", "1", "--no-tags", "origin", self.branch)
                 repo.git.reset("--hard", "FETCH_HEAD")
                 repo.git.clean("-fdx")
         except git.GitCommandError as error:
             raise self._error("fetch", error) from None
+
+    def _follow_symlinks(self) -> None:
+        """The format lets an environment file be a symlink to a file anywhere in the repo;
+        its target's folder joins the sparse checkout so that the load can read it."""
+
+        repo = git.Repo(self.checkout)
+        for _ in range(MAX_SYMLINK_ROUNDS):
+            missing = [
+                f
+                for f in dangling_link_folders(self.checkout, self.sparse)
+                if f not in self._linked
+            ]
+            if not missing:
+                return
+            self._linked = (*self._linked, *missing)
+            try:
+                with repo.git.custom_environment(**self.credentials.environment()):
+                    repo.git.sparse_checkout("set", "--cone", "--", *self.sparse, *self._linked)
+            except git.GitCommandError as error:
+                raise self._error("sparse-checkout", error) from None
 
     def _git(self, call: Callable[[git.Git], str]) -> str:
         runner = git.Git()
@@ -237,6 +334,28 @@ class GitSource:
             f"git {what} of {self.url} (branch {self.branch}) failed, exit {error.status}: {stderr}"
         )
         return GitError(self.credentials.scrub(message))
+
+
+def dangling_link_folders(root: Path, tops: tuple[str, ...]) -> list[str]:
+    """Folders of the repo at `root`, outside what is checked out, that symlinks under `tops`
+    point into; only plain paths inside the repo (the load reports the other links)."""
+
+    real_root = os.path.realpath(root)
+    found: list[str] = []
+    for top in tops:
+        for folder, dirs, files in os.walk(root / top):
+            for name in (*dirs, *files):
+                path = os.path.join(folder, name)
+                if not os.path.islink(path) or os.path.exists(path):
+                    continue
+                target = os.path.realpath(path)
+                if os.path.commonpath([real_root, target]) != real_root:
+                    continue
+                relative = os.path.relpath(os.path.dirname(target), real_root)
+                parts = relative.split(os.sep)
+                if relative != "." and all(_PLAIN_PART.fullmatch(part) for part in parts):
+                    found.append("/".join(parts))
+    return sorted(set(found))
 
 
 def one_line(text: str) -> str:
@@ -282,10 +401,16 @@ def fingerprint(root: Path) -> str:
 
 
 def open_source(
-    repo: str, branch: str, workdir: Path | None, credentials: Credentials
+    repo: str,
+    branch: str,
+    workdir: Path | None,
+    credentials: Credentials,
+    installation: str | None = None,
 ) -> GitSource | LocalSource:
-    """A URL (`https://`, `http://`, `ssh://`, `git@host:`, `file://`) is cloned; a folder is read in place."""
+    """A URL (`https://`, `http://`, `ssh://`, `git@host:`, `file://`) is cloned (sparse, for
+    `installation`'s folders only, when given); a folder is read in place."""
 
     if "://" in repo or re.match(r"^[\w.-]+@[\w.-]+:", repo):
-        return GitSource(repo, branch, workdir, credentials)
+        sparse = sparse_paths(installation) if installation is not None else ()
+        return GitSource(repo, branch, workdir, credentials, sparse)
     return LocalSource(Path(repo))

@@ -645,16 +645,22 @@ class Testbed:
         prefix = PRIVATE_PREFIX if private else "/"
         return f"ssh://{GIT_USER}@127.0.0.1:{self.ssh_port}{prefix}{repo}"
 
-    def create_git_repo(self, name: str, *, private: bool = False) -> str:
+    def create_git_repo(
+        self, name: str, *, private: bool = False, allow_filter: bool = True
+    ) -> str:
         """A new empty bare repository (default branch main); returns its clone URL.
 
-        A `private` one needs basic auth with `git_token` as password.
+        A `private` one needs basic auth with `git_token` as password. Like GitHub and
+        GitLab it serves partial clones (`uploadpack.allowFilter`); `allow_filter=False`
+        stands for a server that does not, over HTTP and SSH alike.
         """
         repo = name if name.endswith(".git") else f"{name}.git"
         path = self.git_root / (PRIVATE_PREFIX.strip("/") if private else "") / repo
         if path.exists():
             raise TestbedError(f"git repository {path} already exists")
         run(["git", "init", "--quiet", "--bare", "--initial-branch=main", str(path)])
+        if allow_filter:
+            run(["git", "config", "--file", str(path / "config"), "uploadpack.allowFilter", "true"])
         return self.git_url(name, private=private)
 
     # ----- helm -------------------------------------------------------------------------

@@ -146,7 +146,14 @@ def wiring(args: argparse.Namespace) -> Wiring:
         adopt=frozenset(getattr(args, "adopt", None) or ()),
     )
     refuse_secrets_in_argv(args.repo)
-    source = open_source(args.repo, args.branch, args.workdir, credentials_from_args(args))
+    if len(args.installation) > MAX_LABEL or not DNS_LABEL.fullmatch(args.installation):
+        raise UsageError(
+            f"--installation {args.installation!r} is not an installation name"
+            " (lower-case letters, digits and '-', at most 63 characters)"
+        )
+    source = open_source(
+        args.repo, args.branch, args.workdir, credentials_from_args(args), args.installation
+    )
     if isinstance(source, LocalSource) and not source.path.is_dir():
         raise UsageError(f"--repo {args.repo}: no such folder (give a git URL or a folder)")
     kube, kubeconfig = connect(args.kubeconfig, args.context)

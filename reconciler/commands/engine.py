@@ -34,5 +34,5 @@ def start(args: argparse.Namespace) -> tuple[Engine, Environments]:
     """Connect, sync the repo and load it (an invalid revision stops here)."""
 
     wiring = common.wiring(args)
-    env = load_revision(wiring.source)
+    env = load_revision(wiring.source, wiring.installation)
     return engine_for(wiring), env

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from reconciler.commands import pushing
+from reconciler.commands import promote_gates, pushing
 from reconciler.errors import UsageError
 from reconciler.promote import FileChange, Request, Result
 from reconciler.terminal import for_terminal
@@ -17,12 +17,16 @@ from reconciler.terminal import for_terminal
 EPILOG = """\
 exit codes: 0 pushed, or nothing to do (the ref is already declared);
 1 unknown project/installation, a selector matching nothing, an invalid result, or a failed push;
-2 usage error.
+2 usage error;
+3 gate closed (--after/--wave-size): installations in progress or not reported yet, run again later;
+4 gate refused (--after/--wave-size): an installation reported the ref failed.
 
 examples:
   reconciler promote --repo https://git.example/envs.git --token-file /run/token \\
       --project api --ref $GITHUB_SHA --selector stage=testing
   reconciler promote --repo ... --project api --ref $SHA -i prod-eu -i prod-us
+  reconciler promote --repo ... --project api --ref $SHA --selector stage=production \\
+      --after stage=testing --wave-size 10 --github-repo acme/api --github-token-file /run/gh
 """
 
 
@@ -71,6 +75,7 @@ def register(subparsers: Any, name: str, summary: str) -> None:
         help="owner/repo of that Deployment (default with --deployment-id: env GITHUB_REPOSITORY)",
     )
     pushing.add_push_flags(parser)
+    promote_gates.add_flags(parser)
     parser.add_argument(
         "-o", "--output", choices=["text", "json"], default="text", help="output format"
     )
@@ -79,6 +84,8 @@ def register(subparsers: Any, name: str, summary: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     request = request_from_args(args)
+    if promote_gates.requested(args):
+        return promote_gates.run(args, request)
     with tempfile.TemporaryDirectory(prefix="reconciler-promote-") as workdir:
         promoter = pushing.promoter_from_args(args, Path(workdir), depth=1)
         result = promoter.promote(request)

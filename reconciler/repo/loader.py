@@ -40,14 +40,20 @@ Parsed = tuple[dict[str, Any] | None, list[Problem]]
 MAX_PROBLEMS_PER_FILE = 20
 
 
-def analyze(root: Path, *, revision: str = "", model: bool = True) -> Analysis:
+def analyze(
+    root: Path, *, revision: str = "", model: bool = True, installation: str | None = None
+) -> Analysis:
     """Checks the repo at `root`: every problem, and the model when there is none
-    (unless `model` is False: `validate` only needs the problems)."""
+    (unless `model` is False: `validate` only needs the problems).
+
+    With `installation`, only what that installation reads is checked and modelled:
+    projects/ and installations/<installation>/ (see tree.scan).
+    """
 
     if not root.is_dir():
         what = "not a folder" if root.exists() else "no such folder"
         raise UsageError(f"{root}: {what}; pass the path of an environments repo")
-    tree = scan(root)
+    tree = scan(root, installation)
     documents: list[semantics.Document] = []
     problems = list(tree.problems)
     for source in tree.files:
@@ -75,10 +81,13 @@ def check(root: Path) -> list[Problem]:
     return analyze(root).problems
 
 
-def load_environments(root: Path, *, revision: str = "") -> Environments:
-    """The model of the repo at `root`; raises ValidationError carrying every problem."""
+def load_environments(
+    root: Path, *, revision: str = "", installation: str | None = None
+) -> Environments:
+    """The model of the repo at `root` (of one installation's part of it, with
+    `installation`); raises ValidationError carrying every problem."""
 
-    analysis = analyze(root, revision=revision)
+    analysis = analyze(root, revision=revision, installation=installation)
     if analysis.environments is None:
         raise ValidationError(analysis.problems)
     return analysis.environments

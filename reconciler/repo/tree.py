@@ -5,6 +5,10 @@ installations/<name>/installation.yaml and installations/<name>/releases/<releas
 Anything else under projects/ or installations/ is reported (a typo such as
 `relases/` would otherwise be silently ignored). Symlinks may point only to regular
 files inside the repo; every file is read with a size limit.
+
+A scan may be confined to one installation (what its reconciler reads, and all a
+sparse checkout holds): projects/ and installations/<name>/ only, so another
+installation's broken or stray files neither block nor concern it.
 """
 
 from __future__ import annotations
@@ -53,8 +57,10 @@ def shown(text: str) -> str:
     return text if text.isprintable() else ascii(text)[1:-1]
 
 
-def scan(root: Path) -> Tree:
-    tree = _Scanner(root)
+def scan(root: Path, installation: str | None = None) -> Tree:
+    """Every environment file under `root`, or only those one installation reads."""
+
+    tree = _Scanner(root, installation)
     projects = root / PROJECTS
     installations = root / INSTALLATIONS
     if not projects.is_dir() and not installations.is_dir():
@@ -68,12 +74,20 @@ def scan(root: Path) -> Tree:
         tree.scan_projects()
     if tree.folder_ok(INSTALLATIONS):
         tree.scan_installations()
+    if installation is not None and not tree.seen_only:
+        tree.problem(
+            f"{INSTALLATIONS}/{installation}",
+            f"missing: installation {installation} is not declared at this revision;"
+            " check --installation, or add the folder with an installation.yaml",
+        )
     return tree.result
 
 
 class _Scanner:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, installation: str | None = None) -> None:
         self.root = root
+        self.only = installation
+        self.seen_only = False
         self.real_root = os.path.realpath(root)
         self.result = Tree()
 
@@ -104,8 +118,9 @@ class _Scanner:
     def scan_installations(self) -> None:
         for entry in self.entries(INSTALLATIONS):
             relative = f"{INSTALLATIONS}/{entry.name}"
-            if entry.name in IGNORED:
+            if entry.name in IGNORED or (self.only is not None and entry.name != self.only):
                 continue
+            self.seen_only = True
             if entry.is_symlink() or not entry.is_dir():
                 self.unknown(entry, relative, "each installation is a folder installations/<name>/")
                 continue

@@ -1,9 +1,10 @@
 """A small local stand-in for the GitHub REST API, following its documented behaviour.
 
 Endpoints: GET /repos/{owner}/{repo}/deployments (newest first, `per_page`/`page`,
-`Link` with rel next/prev/first/last, a strong `ETag`, 304 for a matching
-`If-None-Match` that does not count against the rate limit) and
-POST /repos/{owner}/{repo}/deployments/{id}/statuses (201, 404, 422).
+filters `sha`, `ref`, `task`, `environment`, `Link` with rel next/prev/first/last, a strong
+`ETag`, 304 for a matching `If-None-Match` that does not count against the rate limit),
+POST /repos/{owner}/{repo}/deployments/{id}/statuses (201, 404, 422) and
+GET of the same path (the statuses, newest first, paged like the deployments).
 Every response carries X-RateLimit-Limit/Remaining/Used/Reset/Resource; an
 exhausted budget answers 403 with X-RateLimit-Remaining: 0, and a forced
 secondary limit answers 429 with Retry-After. Requests need a Bearer token.
@@ -184,6 +185,15 @@ class _Handler(BaseHTTPRequestHandler):
             and parts[5] == "statuses"
         ):
             return self._status(f"{parts[1]}/{parts[2]}", int(parts[4]), body)
+        if (
+            method == "GET"
+            and len(parts) == 6
+            and parts[0] == "repos"
+            and parts[3] == "deployments"
+            and parts[5] == "statuses"
+            and parts[4].isdigit()
+        ):
+            return self._statuses(f"{parts[1]}/{parts[2]}", int(parts[4]), query)
         return 404, {}, {"message": "Not Found", "documentation_url": DOCS}
 
     def _list(
@@ -195,6 +205,28 @@ class _Handler(BaseHTTPRequestHandler):
                 self._spend()
                 return 404, {}, {"message": "Not Found", "documentation_url": DOCS}
             items = sorted(gh.deployments[repository.lower()], key=lambda d: -d["id"])
+        for key in ("sha", "ref", "task", "environment"):
+            if key in query:
+                items = [d for d in items if d[key] == query[key][0]]
+        return self._page(items, query, f"/repos/{repository}/deployments")
+
+    def _statuses(
+        self, repository: str, deployment_id: int, query: dict[str, list[str]]
+    ) -> tuple[int, dict[str, str], Any]:
+        gh = self.github
+        with gh.lock:
+            known = any(
+                d["id"] == deployment_id for d in gh.deployments.get(repository.lower(), [])
+            )
+            items = list(reversed(gh.statuses.get(deployment_id, [])))
+        if not known:
+            self._spend()
+            return 404, {}, {"message": "Not Found", "documentation_url": DOCS}
+        return self._page(items, query, f"/repos/{repository}/deployments/{deployment_id}/statuses")
+
+    def _page(
+        self, items: list[dict[str, Any]], query: dict[str, list[str]], path: str
+    ) -> tuple[int, dict[str, str], Any]:
         per_page = min(100, int(query.get("per_page", ["30"])[0]))
         page = int(query.get("page", ["1"])[0])
         chunk = items[(page - 1) * per_page : page * per_page]
@@ -207,11 +239,16 @@ class _Handler(BaseHTTPRequestHandler):
         last = max(1, -(-len(items) // per_page))
         headers = {"ETag": etag}
         if last > 1:
-            headers["Link"] = self._links(repository, per_page, page, last)
+            headers["Link"] = self._links(path, query, per_page, page, last)
         return 200, headers, chunk
 
-    def _links(self, repository: str, per_page: int, page: int, last: int) -> str:
-        base = f"{self.github.url}/repos/{repository}/deployments?per_page={per_page}&page="
+    def _links(
+        self, path: str, query: dict[str, list[str]], per_page: int, page: int, last: int
+    ) -> str:
+        kept = "".join(
+            f"{k}={v[0]}&" for k, v in sorted(query.items()) if k not in ("page", "per_page")
+        )
+        base = f"{self.github.url}{path}?{kept}per_page={per_page}&page="
         rels = []
         if page < last:
             rels += [f'<{base}{page + 1}>; rel="next"', f'<{base}{last}>; rel="last"']
@@ -242,7 +279,16 @@ class _Handler(BaseHTTPRequestHandler):
                         "documentation_url": DOCS,
                     },
                 )
-            status = {"id": len(gh.statuses.get(deployment_id, [])) + 1, **body}
+            deployment = next(
+                d for d in gh.deployments[repository.lower()] if d["id"] == deployment_id
+            )
+            now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+            status = {
+                "id": len(gh.statuses.get(deployment_id, [])) + 1,
+                "environment": deployment["environment"],
+                "created_at": now,
+                **body,
+            }
             gh.statuses.setdefault(deployment_id, []).append(status)
         return 201, {}, status
 
