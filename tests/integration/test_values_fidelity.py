@@ -20,7 +20,12 @@ from engine_world import World, daemon, daemon_log, wait_for
 from tests.support import scalars
 
 FAST = {"retries": 0, "retryBackoffSeconds": 1, "timeoutSeconds": 120}
-SOURCES = {"namespace": "", "configMap": "site-values", "secret": "site-secrets"}
+# Optional: most tests create only one of the two objects (a missing one is an error otherwise).
+SOURCES = {
+    "namespace": "",
+    "configMap": {"name": "site-values", "optional": True},
+    "secret": {"name": "site-secrets", "optional": True},
+}
 
 
 def rendered(world: World, release: str) -> str:
@@ -41,7 +46,7 @@ def release_text(name: str, values_text: str) -> str:
 def put(world: World, kind: str, data: dict[str, str]) -> None:
     """Create the values ConfigMap or Secret (`data` as text; Secrets are encoded here)."""
 
-    name = SOURCES["configMap" if kind == "ConfigMap" else "secret"]
+    name = SOURCES["configMap" if kind == "ConfigMap" else "secret"]["name"]
     plural = "configmaps" if kind == "ConfigMap" else "secrets"
     if kind == "Secret":
         data = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
@@ -250,7 +255,7 @@ def test_the_daemon_survives_a_bad_configmap_and_converges_once_it_is_fixed(worl
         assert process.poll() is None, daemon_log(world, "v").read_text()[-2000:]
         assert "switches" not in world.releases()
 
-        path = f"/api/v1/namespaces/{world.namespace}/configmaps/{SOURCES['configMap']}"
+        path = f"/api/v1/namespaces/{world.namespace}/configmaps/{SOURCES['configMap']['name']}"
         fixed = world.testbed.admin.call("GET", path)
         fixed["data"]["switches.yaml"] = 'modes:\n  "on": 1\n'
         world.testbed.admin.call("PUT", path, fixed)
