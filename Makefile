@@ -18,7 +18,7 @@ $(BIN)/.installed: pyproject.toml
 
 venv: $(BIN)/.installed  ## create .venv with the package and its dev tools
 
-testbed-binaries:  ## build etcd, kube-apiserver, helm 3 and 4, the registry (cached by version)
+testbed-binaries:  ## build etcd, the Kubernetes control plane, kwok, kubectl, helm 3 and 4, the registry (cached by version)
 	bash testbed/build.sh
 
 lint: venv  ## ruff, hadolint
