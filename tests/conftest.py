@@ -81,9 +81,10 @@ def testbed(
     if failure:
         # Never skip: a suite that silently skips its integration tests proves nothing.
         pytest.fail(f"cannot start the testbed: {failure}", pytrace=False)
-    _record_startup(request.config, bed.startup_seconds)
+    seconds = (bed.startup_seconds, bed.api_startup_seconds)
+    _record_startup(request.config, seconds)
     if hasattr(request.config, "workeroutput"):
-        request.config.workeroutput["testbed_startup"] = bed.startup_seconds
+        request.config.workeroutput["testbed_startup"] = list(seconds)
     try:
         yield bed
     finally:
