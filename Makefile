@@ -19,7 +19,7 @@ $(BIN)/.installed: pyproject.toml
 venv: $(BIN)/.installed  ## create .venv with the package and its dev tools
 
 testbed-binaries:  ## build etcd, the Kubernetes control plane, kwok, kubectl, helm 3 and 4, the registry (cached by version)
-	bash testbed/build.sh
+	@bash testbed/build.sh
 
 lint: venv  ## ruff, hadolint
 	$(BIN)/ruff check reconciler tests benchmarks testbed
@@ -39,7 +39,7 @@ demo: venv testbed-binaries  ## local control plane + example environments, conv
 	$(BIN)/python -m testbed.demo
 
 testbed: venv testbed-binaries  ## start the testbed in the background and print what to export
-	$(BIN)/python -m testbed up
+	@$(BIN)/python -m testbed up
 
 testbed-down: venv  ## stop the background testbed
 	$(BIN)/python -m testbed down
