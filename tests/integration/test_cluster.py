@@ -157,6 +157,30 @@ def test_a_crash_looping_pod_restarts_and_never_becomes_ready(
     assert _conditions(deployment)["Available"] == "False"
 
 
+def test_a_daemonset_runs_one_ready_pod_on_every_node(namespace: str, kube: Any) -> None:
+    labels = {"app": "agent"}
+    daemonset = {
+        "metadata": {"name": "agent"},
+        "spec": {
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "agent", "image": "registry.k8s.io/pause:3.10"}]},
+            },
+        },
+    }
+    apps = client.AppsV1Api(kube)
+    apps.create_namespaced_daemon_set(namespace, daemonset)
+
+    def rolled_out() -> bool:
+        status = apps.read_namespaced_daemon_set("agent", namespace).status
+        return bool(status.number_ready == status.desired_number_scheduled == len(FAKE_NODES))
+
+    wait_for("the DaemonSet rolled out", rolled_out)
+    nodes = sorted(pod.spec.node_name for pod in _pods(kube, namespace, "app=agent"))
+    assert nodes == sorted(FAKE_NODES)
+
+
 @pytest.mark.parametrize(("behaviour", "outcome"), [("", "Complete"), (FAIL, "Failed")])
 def test_a_job_runs_to_completion_or_fails_by_annotation(
     testbed: Testbed, namespace: str, kube: Any, behaviour: str, outcome: str
