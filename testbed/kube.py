@@ -141,6 +141,8 @@ def scheduler_argv(binary: Path, kubeconfig_path: Path, port: int, cert_dir: Pat
         f"--kubeconfig={kubeconfig_path}",
         f"--authentication-kubeconfig={kubeconfig_path}",
         f"--authorization-kubeconfig={kubeconfig_path}",
+        # The probe is anonymous: no front-proxy client CA to look up (the apiserver has none).
+        "--authentication-skip-lookup=true",
         "--leader-elect=false",
         # Served only for the testbed's /readyz probe (anonymous, always-allowed path).
         "--bind-address=127.0.0.1",
