@@ -296,19 +296,20 @@ def test_the_printed_environment_gives_helm_and_kubectl(testbed: Testbed, namesp
     testbed.helm("install", "smoke", str(ROOT / "tests" / "charts" / "smoke"), "-n", namespace)
     script = (
         f'eval "$({sys.executable} -m testbed --state-dir {testbed.workdir} env)" && '
-        f"helm ls -n {namespace} -o json && helm version --short && "
-        "kubectl get nodes -o name && kubectl version -o json"
+        f"command -v helm kubectl && helm ls -n {namespace} -o json && "
+        "helm version --short && kubectl get nodes -o name && kubectl version -o json"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HELM", "KUBECONFIG"))}
-    env["PATH"] = "/usr/bin:/bin"  # no helm or kubectl but the printed ones
+    env["PATH"] = "/usr/bin:/bin"
     shell = subprocess.run(
         ["bash", "-c", script], capture_output=True, text=True, env=env, cwd=ROOT, check=False
     )
 
     assert shell.returncode == 0, shell.stderr
-    releases, rest = shell.stdout.split("\n", 1)
-    assert [r["name"] for r in json.loads(releases)] == ["smoke"]
-    assert rest.startswith("v4.")
-    assert [f"node/{name}" for name in FAKE_NODES] == rest.splitlines()[1:4]
-    versions = json.loads("\n".join(rest.splitlines()[4:]))
+    lines = shell.stdout.splitlines()
+    assert lines[:2] == [str(testbed.bin_dir / "helm"), str(testbed.bin_dir / "kubectl")]
+    assert [r["name"] for r in json.loads(lines[2])] == ["smoke"]
+    assert lines[3].startswith("v4.")
+    assert lines[4:7] == [f"node/{name}" for name in FAKE_NODES]
+    versions = json.loads("\n".join(lines[7:]))
     assert versions["clientVersion"]["gitVersion"] == versions["serverVersion"]["gitVersion"]
