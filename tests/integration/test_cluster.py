@@ -136,6 +136,32 @@ def test_helm_wait_fails_at_the_timeout_when_a_pod_never_becomes_ready(
         assert pod.status.container_statuses[0].state.running is not None
 
 
+def test_an_upgrade_whose_new_pods_crash_loop_fails_and_the_old_ones_keep_serving(
+    helm: Any, namespace: str, charts_dir: Path, kube: Any
+) -> None:
+    chart = str(charts_dir / "workload")
+    common = ("-n", namespace, "--set", "statefulSet=false", *_wait_args(helm))
+    helm("install", "web", chart, *common, "--timeout", "120s")
+
+    failed = helm(
+        *("upgrade", "web", chart, *common, "--timeout", "8s"),
+        *("--set", f"podBehaviour={CRASH_LOOP}"),
+        check=False,
+    )
+
+    assert failed.returncode == 1
+    assert "Error: UPGRADE FAILED:" in failed.stderr
+    history = json.loads(helm("history", "web", "-n", namespace, "-o", "json").stdout)
+    assert [h["revision"] for h in history] == [1, 2]
+    assert history[-1]["status"] == "failed"
+    pods = _pods(kube, namespace, "app.kubernetes.io/instance=web")
+    ready = [p for p in pods if _conditions(p).get("Ready") == "True"]
+    crashing = [p for p in pods if (p.metadata.annotations or {}).get(POD_BEHAVIOUR) == CRASH_LOOP]
+    assert ready, "the rollout keeps old Pods serving while the new ones fail"
+    assert crashing
+    assert all(_conditions(p).get("Ready") != "True" for p in crashing)
+
+
 def test_a_crash_looping_pod_restarts_and_never_becomes_ready(
     testbed: Testbed, namespace: str, kube: Any
 ) -> None:
