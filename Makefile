@@ -18,8 +18,8 @@ $(BIN)/.installed: pyproject.toml
 
 venv: $(BIN)/.installed  ## create .venv with the package and its dev tools
 
-testbed-binaries:  ## build etcd, kube-apiserver, helm 3 and 4, the registry (cached by version)
-	bash testbed/build.sh
+testbed-binaries:  ## build etcd, the Kubernetes control plane, kwok, kubectl, helm 3 and 4, the registry (cached by version)
+	@bash testbed/build.sh
 
 bench-binaries: testbed-binaries  ## build helmfile, the benchmarks' peer (cached by version; not needed by `make test`)
 	bash testbed/build.sh helmfile
@@ -42,7 +42,7 @@ demo: venv testbed-binaries  ## local control plane + example environments, conv
 	$(BIN)/python -m testbed.demo
 
 testbed: venv testbed-binaries  ## start the testbed in the background and print what to export
-	$(BIN)/python -m testbed up
+	@$(BIN)/python -m testbed up
 
 testbed-down: venv  ## stop the background testbed
 	$(BIN)/python -m testbed down

@@ -185,7 +185,10 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="reconciler-bench-"))
     with Testbed.start(work / "testbed") as bed:
-        print(f"testbed up in {bed.startup_seconds:.1f} s")
+        print(
+            f"testbed up in {bed.startup_seconds:.1f} s (kube-apiserver ready after "
+            f"{bed.api_startup_seconds:.1f} s, then controllers, scheduler and kwok nodes)"
+        )
         for version in ("0.1.0", "0.2.0"):
             chart_ref = bed.publish_chart(CHART, version)
         chart_repo = chart_ref.rsplit("/", 1)[0]

@@ -39,6 +39,10 @@ class Binaries:
     helm4: Path
     helm3: Path
     registry: Path
+    kube_controller_manager: Path
+    kube_scheduler: Path
+    kwok: Path
+    kubectl: Path
 
     @property
     def helm(self) -> dict[str, Path]:
@@ -46,7 +50,7 @@ class Binaries:
         return {"helm4": self.helm4, "helm3": self.helm3}
 
 
-_HINT = "build them with `make testbed-binaries` (or `bash testbed/build.sh`)"
+_HINT = "build them with `make testbed-binaries` (or `bash testbed/build.sh`; built ones are kept)"
 
 
 def find_binaries() -> Binaries:
@@ -61,6 +65,10 @@ def find_binaries() -> Binaries:
         "helm4": "HELM4",
         "helm3": "HELM3",
         "registry": "REGISTRY",
+        "kube_controller_manager": "KUBE_CONTROLLER_MANAGER",
+        "kube_scheduler": "KUBE_SCHEDULER",
+        "kwok": "KWOK",
+        "kubectl": "KUBECTL",
     }
     found: dict[str, Path] = {}
     missing: list[str] = []

@@ -36,24 +36,76 @@ build() {
   log "built $name $version in $((SECONDS - start))s"
 }
 
-kube_apiserver() {
+# The replaces and -ldflags every build from k8s.io/kubernetes needs: each staging module
+# k8s.io/<name> => its v0.<minor>.<patch> release, and the version stamp without which the
+# binaries report v0.0.0 (and charts with a kubeVersion constraint fail).
+kube_settings() {
   local v=$KUBERNETES_VERSION minor
   minor=${v#v1.}; minor=${minor%%.*}
-  local staging_v="v0.${v#v1.}"
+  KUBE_STAGING_VERSION="v0.${v#v1.}"
   local gomod
   gomod=$(cd /tmp && GOFLAGS=-mod=mod go mod download -json "k8s.io/kubernetes@$v" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
-  local edits=("-require=k8s.io/kubernetes@$v")
+  KUBE_EDITS=("-require=k8s.io/kubernetes@$v")
   local mod
   for mod in $(grep -oE '^\s*k8s\.io/[a-z0-9-]+ => \./staging' "$gomod" | awk '{print $1}'); do
-    edits+=("-replace=$mod=$mod@$staging_v")
+    KUBE_EDITS+=("-replace=$mod=$mod@$KUBE_STAGING_VERSION")
   done
   local pkgbase=k8s.io/component-base/version
-  local ld="-s -w -X $pkgbase.gitVersion=$v -X $pkgbase.gitMajor=1 -X $pkgbase.gitMinor=$minor -X $pkgbase.gitTreeState=clean -X $pkgbase.buildDate=1970-01-01T00:00:00Z"
+  KUBE_LDFLAGS="-s -w -X $pkgbase.gitVersion=$v -X $pkgbase.gitMajor=1 -X $pkgbase.gitMinor=$minor -X $pkgbase.gitTreeState=clean -X $pkgbase.buildDate=1970-01-01T00:00:00Z"
+}
+
+# kube_component NAME: kube-apiserver, kube-controller-manager or kube-scheduler from the
+# pinned k8s.io/kubernetes module (each has a cmd/NAME/app package to keep the requirement).
+kube_component() {
+  local name=$1
+  kube_settings
+  MAIN_GO="package main
+
+import _ \"k8s.io/kubernetes/cmd/$name/app\"
+
+func main() {}" build "$name" "$KUBERNETES_VERSION" "k8s.io/kubernetes/cmd/$name" "$KUBE_LDFLAGS" "${KUBE_EDITS[@]}"
+}
+
+# kubectl's main lives in k8s.io/kubernetes/cmd/kubectl, a program no module can import;
+# the same few lines over the k8s.io/kubectl release of the pinned version need far less
+# of the kubernetes tree.
+build_kubectl() {
+  kube_settings
   MAIN_GO='package main
 
-import _ "k8s.io/kubernetes/cmd/kube-apiserver/app"
+import (
+	"os"
 
-func main() {}' build kube-apiserver "$v" k8s.io/kubernetes/cmd/kube-apiserver "$ld" "${edits[@]}"
+	_ "k8s.io/client-go/plugin/pkg/client/auth"
+	"k8s.io/component-base/cli"
+	"k8s.io/component-base/logs"
+	"k8s.io/kubectl/pkg/cmd"
+	"k8s.io/kubectl/pkg/cmd/util"
+)
+
+func main() {
+	logs.GlogSetter(cmd.GetLogVerbosity(os.Args)) // nolint:errcheck
+	command := cmd.NewDefaultKubectlCommand()
+	if err := cli.RunNoErrOutput(command); err != nil {
+		util.CheckErr(err)
+	}
+}' build kubectl "$KUBERNETES_VERSION" . "$KUBE_LDFLAGS" "-require=k8s.io/kubectl@$KUBE_STAGING_VERSION"
+}
+
+# kwok has no replace directives, so a plain `go install module@version` builds it.
+build_kwok() {
+  local out="$cache/kwok-$KWOK_VERSION/kwok"
+  if [ -x "$out" ]; then return 0; fi
+  log "building kwok $KWOK_VERSION (once; cached in $cache)"
+  local start=$SECONDS work
+  work=$(mktemp -d)
+  # GOFLAGS cleared: `go install module@version` refuses -mod settings.
+  (cd "$work" && CGO_ENABLED=0 GOBIN="$work/bin" GOFLAGS='' \
+    go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION")
+  mkdir -p "$(dirname "$out")"
+  mv "$work/bin/kwok" "$out"
+  rm -rf "$work"
+  log "built kwok $KWOK_VERSION in $((SECONDS - start))s"
 }
 
 etcd() {
@@ -115,24 +167,35 @@ func main() {}' build helmfile "$v" github.com/helmfile/helmfile "-s -w -X go.sz
 }
 
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(etcd helm4 helm3 registry kube-apiserver)
+[ ${#targets[@]} -gt 0 ] || targets=(etcd helm4 helm3 registry kube-apiserver kube-controller-manager kube-scheduler kwok kubectl)
 for t in "${targets[@]}"; do
   case $t in
     etcd) etcd ;;
     helm4) helm_bin helm4 v4 "$HELM4_VERSION" ;;
     helm3) helm_bin helm3 v3 "$HELM3_VERSION" ;;
     registry) registry ;;
-    kube-apiserver) kube_apiserver ;;
+    kube-apiserver | kube-controller-manager | kube-scheduler) kube_component "$t" ;;
+    kwok) build_kwok ;;
+    kubectl) build_kubectl ;;
     helmfile) helmfile ;;
     *) log "unknown target $t"; exit 2 ;;
   esac
 done
-# One line a binary, read by the test fixtures and `make testbed`.
+# One line a binary, read by the test fixtures and `make testbed`. Lines of other keys
+# (written by another checkout sharing this cache) are kept.
 cat > "$cache/paths.env.tmp" <<PATHS
 ETCD=$cache/etcd-$ETCD_VERSION/etcd
 KUBE_APISERVER=$cache/kube-apiserver-$KUBERNETES_VERSION/kube-apiserver
 HELM4=$cache/helm4-$HELM4_VERSION/helm4
 HELM3=$cache/helm3-$HELM3_VERSION/helm3
 REGISTRY=$cache/registry-$DISTRIBUTION_VERSION/registry
+KUBE_CONTROLLER_MANAGER=$cache/kube-controller-manager-$KUBERNETES_VERSION/kube-controller-manager
+KUBE_SCHEDULER=$cache/kube-scheduler-$KUBERNETES_VERSION/kube-scheduler
+KWOK=$cache/kwok-$KWOK_VERSION/kwok
+KUBECTL=$cache/kubectl-$KUBERNETES_VERSION/kubectl
 PATHS
+if [ -f "$cache/paths.env" ]; then
+  keys=$(cut -d= -f1 "$cache/paths.env.tmp" | paste -sd'|')
+  grep -vE "^($keys)=" "$cache/paths.env" >> "$cache/paths.env.tmp" || true
+fi
 mv "$cache/paths.env.tmp" "$cache/paths.env"

@@ -1,4 +1,5 @@
-"""The testbed: etcd, kube-apiserver, git over smart HTTP and SSH, an OCI registry on loopback."""
+"""The testbed: a Kubernetes control plane with simulated nodes, git over smart HTTP and SSH,
+an OCI registry, all on loopback."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ import os
 import re
 import secrets
 import shutil
+import ssl
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,17 @@ from typing import Any
 from testbed import pki as pki_mod
 from testbed.binaries import TESTBED_DIR, Binaries, find_binaries
 from testbed.gitserver import PRIVATE_PREFIX
-from testbed.kube import AdminClient, apiserver_argv, cert_credentials, etcd_argv, kubeconfig
+from testbed.kube import (
+    AdminClient,
+    apiserver_argv,
+    cert_credentials,
+    controller_manager_argv,
+    etcd_argv,
+    fake_node,
+    kubeconfig,
+    kwok_argv,
+    scheduler_argv,
+)
 from testbed.procs import (
     Proc,
     TestbedError,
@@ -39,6 +51,14 @@ MARKER_FILE = ".reconciler-testbed"
 _START_TIMEOUT = 120.0
 # Ports are picked free but another process may bind one before our child does.
 _START_ATTEMPTS = 3
+# kwok's Stages: how fake Nodes and their Pods behave (see the file).
+KWOK_CONFIG = TESTBED_DIR / "kwok.yaml"
+FAKE_NODES = ("kwok-node-0", "kwok-node-1", "kwok-node-2")
+# The annotation on a Pod (template) that picks its kwok behaviour, and the values.
+POD_BEHAVIOUR = "reconciler-testbed/pod"
+NEVER_READY = "never-ready"
+CRASH_LOOP = "crash-loop"
+FAIL = "fail"
 _CHART_VERSION = re.compile(r"^\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$")
 
 
@@ -78,12 +98,20 @@ def run(
     return result
 
 
-def _http_ok(url: str) -> bool:
+def _http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (loopback URL)
+        with urllib.request.urlopen(url, timeout=2, context=context) as response:  # noqa: S310 (loopback URL)
             return bool(response.status == 200)
     except (OSError, urllib.error.URLError):
         return False
+
+
+def _self_signed_ok() -> ssl.SSLContext:
+    # The scheduler serves /readyz with a certificate it made itself; only liveness is asked.
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 _ETCD_PREFIX = "reconciler-etcd-"
@@ -147,8 +175,12 @@ class Testbed:
     git_token: str
     etcd_data: Path
     ssh_port: int = 0
+    scheduler_port: int = 0
+    controllers: bool = True
     procs: list[Proc] = field(default_factory=list)
     startup_seconds: float = 0.0
+    # How long the part a bare start waits for took: kube-apiserver ready, git, registry.
+    api_startup_seconds: float = 0.0
 
     # ----- start / stop -------------------------------------------------------------
 
@@ -160,9 +192,14 @@ class Testbed:
         registry_port: int | None = None,
         git_port: int | None = None,
         detached: bool = False,
+        controllers: bool = True,
     ) -> Testbed:
         """Start everything on free loopback ports (registry and git on fixed ones if given).
 
+        With `controllers` (the default) the cluster works: kube-controller-manager,
+        kube-scheduler and kwok with Ready fake Nodes (`FAKE_NODES`), so Pods run and
+        namespaces terminate. Without, only the API server (faster start-up): nothing
+        schedules a Pod, deletes a namespace's objects or mints a token.
         `detached` children survive this process (for `python -m testbed up`); otherwise
         they die with it even if it is killed hard.
         """
@@ -177,7 +214,9 @@ class Testbed:
         attempt = 1
         while True:
             try:
-                bed = cls._launched(workdir, binaries, registry_port, git_port, detached)
+                bed = cls._launched(
+                    workdir, binaries, registry_port, git_port, detached, controllers, started
+                )
             except TestbedError as error:
                 if attempt >= _START_ATTEMPTS or "address already in use" not in str(error).lower():
                     raise
@@ -203,9 +242,11 @@ class Testbed:
         registry_port: int | None,
         git_port: int | None,
         detached: bool,
+        controllers: bool,
+        started: float,
     ) -> Testbed:
         """One attempt at starting everything; stopped again if it fails."""
-        api_port, etcd_port, etcd_peer_port, any_port = free_ports(4)
+        api_port, etcd_port, etcd_peer_port, any_port, scheduler_port = free_ports(5)
         bed = cls(
             workdir=workdir,
             binaries=binaries,
@@ -215,15 +256,20 @@ class Testbed:
             git_port=git_port or 0,
             git_token=secrets.token_hex(16),
             etcd_data=_scratch_dir(),
+            scheduler_port=scheduler_port if controllers else 0,
+            controllers=controllers,
         )
         try:
-            bed._launch(detached, etcd_peer_port)
+            pki = bed._launch(detached, etcd_peer_port)
+            bed.api_startup_seconds = time.monotonic() - started
+            if controllers:
+                bed._launch_cluster(pki, detached)
         except BaseException:
             bed.stop()
             raise
         return bed
 
-    def _launch(self, detached: bool, etcd_peer_port: int) -> None:
+    def _launch(self, detached: bool, etcd_peer_port: int) -> pki_mod.ControlPlanePKI:
         pki = pki_mod.create(self.workdir / "pki")
         logs = self.workdir / "logs"
         etcd = Proc.spawn(
@@ -250,6 +296,7 @@ class Testbed:
                 self.workdir / "pki",
                 self.etcd_port,
                 self.api_port,
+                controllers=self.controllers,
             ),
             logs / "kube-apiserver.log",
             detached=detached,
@@ -264,6 +311,7 @@ class Testbed:
             )
         )
         self.kubeconfig.chmod(0o600)
+        self._link_tools()
         port_file = self.workdir / "git.port"
         wait_until("git server", port_file.exists, timeout=_START_TIMEOUT, procs=[git])
         self.git_port = int(port_file.read_text())
@@ -286,6 +334,10 @@ class Testbed:
             procs=[apiserver, etcd],
             interval=0.1,
         )
+        self._check_alive()
+        return pki
+
+    def _check_alive(self) -> None:
         # A child that lost its port to another server may have died after that server
         # answered our readiness probe in its place.
         for proc in self.procs:
@@ -293,6 +345,115 @@ class Testbed:
                 raise TestbedError(
                     f"{proc.name} exited during start-up; log {proc.log}:\n{proc.log_tail()}"
                 )
+
+    def _launch_cluster(self, pki: pki_mod.ControlPlanePKI, detached: bool) -> None:
+        """Controller-manager, scheduler and kwok on the running API server, and the fake
+        Nodes; returns once the Nodes are Ready, the controllers have made the `default`
+        ServiceAccount and the scheduler is ready."""
+        configs = self.workdir / "control-plane"
+        configs.mkdir(exist_ok=True)
+        for name in FAKE_NODES:
+            # Before kwok starts, so its first list already has them.
+            self.admin.ensure("/api/v1/nodes", fake_node(name))
+        kcm = self._spawn(
+            "kube-controller-manager",
+            controller_manager_argv(
+                self.binaries.kube_controller_manager,
+                pki,
+                self._client_kubeconfig(configs, "kube-controller-manager", pki.controller_manager),
+            ),
+            detached,
+        )
+        scheduler = self._spawn(
+            "kube-scheduler",
+            scheduler_argv(
+                self.binaries.kube_scheduler,
+                self._client_kubeconfig(configs, "kube-scheduler", pki.scheduler),
+                self.scheduler_port,
+                configs / "kube-scheduler-serving",
+            ),
+            detached,
+        )
+        kwok_home = self.workdir / "kwok"
+        kwok_home.mkdir(exist_ok=True)
+        kwok = self._spawn(
+            "kwok",
+            kwok_argv(
+                self.binaries.kwok,
+                self._client_kubeconfig(configs, "kwok", pki.kwok),
+                KWOK_CONFIG,
+            ),
+            detached,
+            # kwok also reads ~/.kwok/kwok.yaml: not the caller's.
+            env={**os.environ, "HOME": str(kwok_home)},
+        )
+        apiserver = next(p for p in self.procs if p.name == "kube-apiserver")
+        checks: list[tuple[str, Callable[[], bool], Proc]] = [
+            ("kwok's Nodes Ready", self._nodes_ready, kwok),
+            ("the `default` ServiceAccount", self._default_serviceaccount, kcm),
+            (
+                "kube-scheduler /readyz",
+                lambda: _http_ok(
+                    f"https://127.0.0.1:{self.scheduler_port}/readyz", _self_signed_ok()
+                ),
+                scheduler,
+            ),
+        ]
+        for what, ready, proc in checks:
+            wait_until(what, ready, timeout=_START_TIMEOUT, procs=[proc, apiserver], interval=0.1)
+        self._check_alive()
+
+    def _spawn(
+        self,
+        name: str,
+        argv: Sequence[str],
+        detached: bool,
+        env: Mapping[str, str] | None = None,
+    ) -> Proc:
+        proc = Proc.spawn(
+            name, argv, self.workdir / "logs" / f"{name}.log", env=env, detached=detached
+        )
+        self.procs.append(proc)
+        return proc
+
+    def _client_kubeconfig(self, folder: Path, user: str, pair: pki_mod.KeyPair) -> Path:
+        path = folder / f"{user}.kubeconfig"
+        path.write_text(
+            kubeconfig(
+                self.api_url,
+                self.ca_cert.read_bytes(),
+                user,
+                cert_credentials(pair.cert_pem(), pair.key_pem()),
+            )
+        )
+        path.chmod(0o600)
+        return path
+
+    def _nodes_ready(self) -> bool:
+        nodes = self.admin.call("GET", "/api/v1/nodes")["items"]
+        ready = {
+            node["metadata"]["name"]
+            for node in nodes
+            for condition in (node.get("status") or {}).get("conditions") or []
+            if condition["type"] == "Ready" and condition["status"] == "True"
+        }
+        return ready >= set(FAKE_NODES)
+
+    def _default_serviceaccount(self) -> bool:
+        status, _ = self.admin.request("GET", "/api/v1/namespaces/default/serviceaccounts/default")
+        return status == 200
+
+    def _link_tools(self) -> None:
+        """bin/ with `helm` (helm 4), `helm3` and `kubectl`, for a shell's PATH."""
+        self.bin_dir.mkdir(exist_ok=True)
+        for name, target in (
+            ("helm", self.binaries.helm4),
+            ("helm3", self.binaries.helm3),
+            ("kubectl", self.binaries.kubectl),
+        ):
+            link = self.bin_dir / name
+            link.unlink(missing_ok=True)
+            link.symlink_to(target)
 
     def _spawn_registry(self, logs: Path, detached: bool) -> Proc:
         config = self.workdir / "registry" / "config.yml"
@@ -377,9 +538,12 @@ class Testbed:
             "registry_port": self.registry_port,
             "git_port": self.git_port,
             "ssh_port": self.ssh_port,
+            "scheduler_port": self.scheduler_port,
+            "controllers": self.controllers,
             "git_token": self.git_token,
             "etcd_data": str(self.etcd_data),
             "startup_seconds": self.startup_seconds,
+            "api_startup_seconds": self.api_startup_seconds,
             "procs": [
                 {"name": p.name, "pid": p.pid, "log": str(p.log), "executable": self._exe(p)}
                 for p in self.procs
@@ -415,14 +579,22 @@ class Testbed:
             registry_port=state["registry_port"],
             git_port=state["git_port"],
             ssh_port=state.get("ssh_port", 0),
+            scheduler_port=state.get("scheduler_port", 0),
+            controllers=state.get("controllers", False),
             git_token=state["git_token"],
             etcd_data=Path(state["etcd_data"]),
             procs=procs,
             startup_seconds=state["startup_seconds"],
+            api_startup_seconds=state.get("api_startup_seconds", 0.0),
         )
 
     def healthy(self) -> bool:
-        return len(self.procs) == 5 and all(p.alive() for p in self.procs) and self.admin.ready()
+        expected = 8 if self.controllers else 5
+        return (
+            len(self.procs) == expected
+            and all(p.alive() for p in self.procs)
+            and self.admin.ready()
+        )
 
     # ----- addresses --------------------------------------------------------------------
 
@@ -430,6 +602,11 @@ class Testbed:
     def kubeconfig(self) -> Path:
         """Admin kubeconfig (client certificate in group system:masters)."""
         return self.workdir / "kubeconfig"
+
+    @property
+    def bin_dir(self) -> Path:
+        """`helm` (helm 4), `helm3` and `kubectl` for this testbed's version, as links."""
+        return self.workdir / "bin"
 
     @property
     def api_url(self) -> str:
@@ -511,10 +688,30 @@ class Testbed:
         )
         return name
 
-    def delete_namespace(self, name: str) -> None:
-        # No controller-manager runs, so the namespace stays Terminating with its objects;
-        # the name is unique per test, so nothing trips over it.
+    def delete_namespace(self, name: str, *, wait: float = 0.0) -> None:
+        """Delete a namespace; with `wait` > 0, wait that many seconds for it to be gone.
+
+        The namespace controller deletes its objects first; on a bare API server (no
+        controllers) it stays Terminating forever, so `wait` raises TimeoutError there.
+        """
         self.admin.request("DELETE", f"/api/v1/namespaces/{name}")
+        if wait > 0:
+            self.wait_gone(f"/api/v1/namespaces/{name}", timeout=wait)
+
+    def wait_gone(self, path: str, *, timeout: float = 60.0) -> None:
+        """Poll an API path until it answers 404; TimeoutError after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while self.admin.request("GET", path)[0] != 404:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{path} still exists after {timeout:.0f} s")
+            time.sleep(0.1)
+
+    def kubectl(
+        self, *args: str, check: bool = True, timeout: float = 120.0
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the pinned kubectl as admin against this testbed; raises CommandError on failure."""
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+        return run([str(self.binaries.kubectl), *args], env=env, check=check, timeout=timeout)
 
     def mint_serviceaccount_kubeconfig(
         self, namespace: str, name: str, *, expiration_seconds: int = 3600
@@ -551,34 +748,29 @@ class Testbed:
         path.chmod(0o600)
         return path
 
-    def aggregate_cluster_roles(self) -> None:
-        """Fill the aggregated ClusterRoles (admin, edit, view) as a real cluster's
-        controller-manager does; the testbed runs none, so they start empty."""
+    def aggregate_cluster_roles(self, *, timeout: float = 30.0) -> None:
+        """The aggregated ClusterRoles (admin, edit, view) filled, as a real cluster has them.
 
+        With controllers the clusterrole-aggregation controller fills them: this waits until
+        it has (TimeoutError after `timeout` seconds). On a bare API server nothing does, so
+        this writes them itself.
+        """
         path = "/apis/rbac.authorization.k8s.io/v1/clusterroles"
-        roles = {r["metadata"]["name"]: r for r in self.admin.call("GET", path)["items"]}
-        aggregated = {
-            name: selectors
-            for name, role in roles.items()
-            if (selectors := (role.get("aggregationRule") or {}).get("clusterRoleSelectors"))
-        }
-        # Aggregates nest (edit is part of admin), so repeat until nothing changes.
-        for _ in range(len(aggregated) + 1):
-            changed = False
-            for name, selectors in aggregated.items():
-                rules = [
-                    rule
-                    for other_name, other in sorted(roles.items())
-                    if other_name != name and any(_matches(other, s) for s in selectors)
-                    for rule in other.get("rules") or []
-                ]
-                if rules != (roles[name].get("rules") or []):
-                    roles[name] = {**roles[name], "rules": rules}
-                    changed = True
-            if not changed:
-                break
-        for name in aggregated:
-            self.admin.call("PUT", f"{path}/{name}", roles[name])
+        deadline = time.monotonic() + timeout
+        while True:
+            roles = {r["metadata"]["name"]: r for r in self.admin.call("GET", path)["items"]}
+            wanted = _aggregated_rules(roles)
+            if not self.controllers:
+                for name, rules in wanted.items():
+                    self.admin.call("PUT", f"{path}/{name}", {**roles[name], "rules": rules})
+                return
+            if all(
+                _rule_set(roles[name].get("rules")) == _rule_set(wanted[name]) for name in wanted
+            ):
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"aggregated ClusterRoles still unfilled after {timeout:.0f} s")
+            time.sleep(0.1)
 
     def wait_until_allowed(
         self,
@@ -733,6 +925,36 @@ def started(workdir: Path, **kwargs: Any) -> Iterator[Testbed]:
         yield bed
     finally:
         bed.stop()
+
+
+def _aggregated_rules(roles: Mapping[str, Mapping[str, Any]]) -> dict[str, list[Any]]:
+    """The rules of each aggregated ClusterRole (by name) as the aggregation controller sets them."""
+    aggregated = {
+        name: selectors
+        for name, role in roles.items()
+        if (selectors := (role.get("aggregationRule") or {}).get("clusterRoleSelectors"))
+    }
+    rules = {name: list(role.get("rules") or []) for name, role in roles.items()}
+    # Aggregates nest (edit is part of admin), so repeat until nothing changes.
+    for _ in range(len(aggregated) + 1):
+        changed = False
+        for name, selectors in aggregated.items():
+            merged = [
+                rule
+                for other_name, other in sorted(roles.items())
+                if other_name != name and any(_matches(other, s) for s in selectors)
+                for rule in rules[other_name]
+            ]
+            if merged != rules[name]:
+                rules[name] = merged
+                changed = True
+        if not changed:
+            break
+    return {name: rules[name] for name in aggregated}
+
+
+def _rule_set(rules: Sequence[Any] | None) -> set[str]:
+    return {json.dumps(rule, sort_keys=True) for rule in rules or []}
 
 
 def _matches(role: Mapping[str, Any], selector: Mapping[str, Any]) -> bool:

@@ -1,6 +1,7 @@
 """`make demo`: the example environments converged on a throwaway local control plane.
 
-1. start the testbed (etcd, kube-apiserver, git server, OCI registry on 127.0.0.1:5001),
+1. start the testbed (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok's
+   fake nodes, git server, OCI registry on 127.0.0.1:5001),
 2. publish the example charts at the versions the `local` installation declares,
 3. push example-environments/ to the git server,
 4. `reconciler plan`, then `reconciler apply`, then `reconciler status`,
@@ -87,7 +88,9 @@ def count_helm_calls(bed: Testbed, work: Path) -> tuple[Path, Path]:
 
 def run_demo(bed: Testbed, work: Path) -> int:
     banner(
-        f"testbed up in {bed.startup_seconds:.1f}s: kube-apiserver {bed.server_version()['gitVersion']}"
+        f"testbed up in {bed.startup_seconds:.1f}s: kube-apiserver "
+        f"{bed.server_version()['gitVersion']} ready after {bed.api_startup_seconds:.1f}s, "
+        "then controllers, scheduler and kwok nodes"
     )
     started = time.monotonic()
     count = publish_charts(bed)
@@ -134,6 +137,7 @@ def main(argv: list[str]) -> int:
             print("\nthe testbed stays up; in another shell:")
             for key, value in bed.exports().items():
                 print(f"  export {key}={value}")
+            print(f'  export PATH={bed.bin_dir}:"$PATH"  # helm (helm 4), kubectl')
             try:
                 while True:
                     time.sleep(3600)

@@ -37,6 +37,9 @@ class ControlPlanePKI:
     admin: KeyPair
     sa_public: Path
     sa_private: Path
+    controller_manager: KeyPair
+    scheduler: KeyPair
+    kwok: KeyPair
 
 
 def _name(common_name: str, organization: str | None = None) -> x509.Name:
@@ -140,7 +143,11 @@ def _issue(
 
 
 def create(directory: Path) -> ControlPlanePKI:
-    """Write a fresh CA, apiserver serving cert, admin client cert and SA key pair."""
+    """Write a fresh CA, apiserver serving cert, SA key pair and one client cert per client.
+
+    The controller-manager and scheduler get the user names the bootstrap RBAC policy
+    binds (system:kube-controller-manager, system:kube-scheduler), as kubeadm's do.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     ca, ca_cert, ca_key = _new_ca(directory)
     serving = _issue(directory, "apiserver", ca_cert, ca_key, _name("kube-apiserver"), server=True)
@@ -156,4 +163,23 @@ def create(directory: Path) -> ControlPlanePKI:
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         ),
     )
-    return ControlPlanePKI(ca, serving, admin, sa_public, sa_private)
+    clients = {
+        stem: _issue(directory, stem, ca_cert, ca_key, subject, server=False)
+        for stem, subject in (
+            ("controller-manager", _name("system:kube-controller-manager")),
+            ("scheduler", _name("system:kube-scheduler")),
+            # kwok writes the status of every fake Node and their Pods, which the Node
+            # authorizer grants only to each node's own kubelet identity.
+            ("kwok", _name("kwok", "system:masters")),
+        )
+    }
+    return ControlPlanePKI(
+        ca,
+        serving,
+        admin,
+        sa_public,
+        sa_private,
+        controller_manager=clients["controller-manager"],
+        scheduler=clients["scheduler"],
+        kwok=clients["kwok"],
+    )
