@@ -28,8 +28,12 @@ VERDICTS: dict[str, Verdict] = {
     "pending": "in-progress",
 }
 # The reporter writes "<project> converged in <installation>", "reconciling <project> in
-# <installation>": the installation is the last word, a DNS-1123 label.
-_INSTALLATION = re.compile(r"\bin ([a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?)$")
+# <installation>" and "<project> failed in <installation>: <cause>": the installation is a
+# DNS-1123 label after the reporter's own words, never taken from the cause (helm's text).
+_INSTALLATION = re.compile(
+    r"^(?:[a-z0-9-]+ (?:converged|failed)|reconciling [a-z0-9-]+) "
+    r"in ([a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?)(?=: |$)"
+)
 MAX_PAGES = 10  # 1,000 deployments or statuses of one ref: far more than a fleet makes
 
 
@@ -94,7 +98,7 @@ def installation_of(status: Mapping[str, Any]) -> str | None:
     description = status.get("description")
     if not isinstance(description, str):
         return None
-    found = _INSTALLATION.search(description.strip())
+    found = _INSTALLATION.match(description.strip())
     return found.group(1) if found else None
 
 
