@@ -96,8 +96,8 @@ def load(text: str) -> dict[str, Any] | None:
             value = cache_get(plain, _NO_VALUE)
             if value is _NO_VALUE:
                 value = _plain(plain)
-                if value is _DECLINE:
-                    return None
+            if value is _DECLINE:  # also when cached: the second .inf must decline too
+                return None
         elif double or single:
             value = (double or single)[1:-1]  # quotes captured, so "" is told from nothing
         elif flow:

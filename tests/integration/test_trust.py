@@ -399,6 +399,9 @@ metadata:
 spec:
   backoffLimit: 0
   template:
+    metadata:
+      # The testbed's simulated nodes keep it running until the test lets it finish.
+      annotations: {reconciler-testbed/pod: never-ready}
     spec:
       restartPolicy: Never
       containers:
@@ -408,23 +411,16 @@ spec:
 """
 
 
-def complete_job(world: World, name: str) -> None:
-    """Mark a Job complete, as the Job controller (which the testbed does not run) would."""
+def let_job_finish(world: World, name: str) -> None:
+    """Let the Pods of a Job held running (never-ready) run to completion: the simulated
+    nodes then end them Succeeded, and the Job controller completes the Job."""
 
-    path = f"/apis/batch/v1/namespaces/{world.namespace}/jobs/{name}/status"
-    job = world.testbed.admin.call("GET", path)
-    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    condition = {"status": "True", "lastProbeTime": now, "lastTransitionTime": now}
-    job["status"] = {
-        "startTime": job["status"].get("startTime", now),
-        "completionTime": now,
-        "succeeded": 1,
-        "conditions": [
-            {**condition, "type": "SuccessCriteriaMet"},
-            {**condition, "type": "Complete"},
-        ],
-    }
-    world.testbed.admin.call("PUT", path, job)
+    pods = f"/api/v1/namespaces/{world.namespace}/pods"
+    found = world.testbed.admin.call("GET", f"{pods}?labelSelector=job-name%3D{name}")
+    assert found["items"], f"no Pod of Job {name}"
+    for pod in found["items"]:
+        pod["metadata"]["annotations"]["reconciler-testbed/pod"] = "finish"
+        world.testbed.admin.call("PUT", f"{pods}/{pod['metadata']['name']}", pod)
 
 
 @pytest.mark.helm3
@@ -439,8 +435,8 @@ def test_shutdown_during_a_rollback_leaves_no_pending_rollback(
     shutil.copytree(charts_dir / "app", chart)
     text = (chart / "Chart.yaml").read_text()
     (chart / "Chart.yaml").write_text(text.replace("name: app", "name: hooked"))
-    # A pre-rollback hook Job that never completes (no controller runs Jobs here): helm's
-    # rollback stays pending-rollback until its timeout.
+    # A pre-rollback hook Job that runs until the test lets it finish: helm's rollback
+    # stays pending-rollback until then.
     (chart / "templates" / "hook.yaml").write_text(PRE_ROLLBACK_HOOK)
     publish_chart(chart, "0.1.0")
     repo = world.repo
@@ -458,7 +454,7 @@ def test_shutdown_during_a_rollback_leaves_no_pending_rollback(
         wait_for(lambda: world.latest("alpha")["status"] == "pending-rollback", timeout=90)
         process.send_signal(signal.SIGTERM)
         time.sleep(3)  # past the shutdown grace: helm upgrades get SIGTERM now
-        complete_job(world, "alpha-pre-rollback")
+        let_job_finish(world, "alpha-pre-rollback")
         process.wait(timeout=60)
     assert statuses(world)[-1] == "deployed", (
         "helm's rollback is let finish: a stopped helm 3 would leave the release pending-rollback"

@@ -295,3 +295,11 @@ def test_fastschema_refuses_keywords_it_does_not_implement() -> None:
 
 def test_example_files_exist() -> None:
     assert (Path(EXAMPLES) / "projects").is_dir()
+
+
+def test_a_scalar_the_fast_reader_declines_is_declined_every_time() -> None:
+    # The first `.inf` fills the scalar cache; the second must not slip through from it.
+    from reconciler.repo import fastyaml
+
+    assert fastyaml.load("replicas: .inf\n") is None
+    assert fastyaml.load("replicas: .inf\n") is None
