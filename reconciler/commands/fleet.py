@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 from pathlib import Path
 from typing import Any
 
 from reconciler import fleetview, gates
-from reconciler.commands import pushing
-from reconciler.commands.gitflags import read_secret
+from reconciler.commands import githubflags, pushing
 from reconciler.errors import UsageError
-from reconciler.githubapi import DEFAULT_API_URL, Client
 from reconciler.loader import load_environments
 from reconciler.model import Environments
 
@@ -28,7 +25,6 @@ exit codes: 0 shown; 1 invalid repo or a GitHub error; 2 usage error.
 
 
 def register(subparsers: Any, name: str, summary: str) -> None:
-    env = os.environ.get
     parser = subparsers.add_parser(
         name,
         help=summary,
@@ -49,16 +45,7 @@ def register(subparsers: Any, name: str, summary: str) -> None:
         metavar="PROJECT=OWNER/REPO",
         help="where a project's Deployment statuses are (repeatable)",
     )
-    parser.add_argument(
-        "--github-token-file",
-        default=env("RECONCILER_GITHUB_TOKEN_FILE"),
-        help="file holding a GitHub token with Deployments: read (env RECONCILER_GITHUB_TOKEN_FILE)",
-    )
-    parser.add_argument(
-        "--github-api-url",
-        default=env("RECONCILER_GITHUB_API_URL", DEFAULT_API_URL),
-        help=f"GitHub API base URL (env RECONCILER_GITHUB_API_URL; default: {DEFAULT_API_URL})",
-    )
+    githubflags.add_status_reader_flags(parser)
     parser.set_defaults(func=run)
 
 
@@ -86,10 +73,9 @@ def _reports(
         if not sep or not project or repository.count("/") != 1:
             raise UsageError(f"--github-repo {item!r}: expected PROJECT=OWNER/REPO")
         repositories[project] = repository
-    token = read_secret(args.github_token_file, "--github-token-file")
-    if not token or not repositories:
+    client = githubflags.status_reader(args)
+    if client is None or not repositories:
         return None
-    client = Client(args.github_api_url, token, max_wait=60.0)
     reports: dict[str, dict[str, dict[str, gates.Report]]] = {}
     for project, repository in repositories.items():
         refs = {

@@ -18,10 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from reconciler import gates
-from reconciler.commands import pushing
-from reconciler.commands.gitflags import read_secret
+from reconciler.commands import githubflags, pushing
 from reconciler.errors import UsageError
-from reconciler.githubapi import DEFAULT_API_URL, Client
+from reconciler.githubapi import Client
 from reconciler.loader import load_environments
 from reconciler.model import Environments
 from reconciler.promote import PromoteError, Request, Result, select_installations
@@ -36,7 +35,6 @@ _LISTED: tuple[tuple[gates.Verdict, str], ...] = (
 
 
 def add_flags(parser: argparse.ArgumentParser) -> None:
-    env = os.environ.get
     group = parser.add_argument_group("promotion gates")
     group.add_argument(
         "--after",
@@ -59,16 +57,7 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
         help="the project's repository, whose Deployment statuses the reconcilers post "
         "(default: --deployment-repo, else env GITHUB_REPOSITORY)",
     )
-    group.add_argument(
-        "--github-token-file",
-        default=env("RECONCILER_GITHUB_TOKEN_FILE"),
-        help="file holding a GitHub token with Deployments: read (env RECONCILER_GITHUB_TOKEN_FILE)",
-    )
-    group.add_argument(
-        "--github-api-url",
-        default=env("RECONCILER_GITHUB_API_URL", DEFAULT_API_URL),
-        help=f"GitHub API base URL (env RECONCILER_GITHUB_API_URL; default: {DEFAULT_API_URL})",
-    )
+    githubflags.add_status_reader_flags(group)
 
 
 def requested(args: argparse.Namespace) -> bool:
@@ -192,14 +181,13 @@ def _for(request: Request, wave: tuple[str, ...]) -> Request:
 
 
 def _client(args: argparse.Namespace) -> Client:
-    token = read_secret(args.github_token_file, "--github-token-file")
-    if not token:
+    client = githubflags.status_reader(args)
+    if client is None:
         raise UsageError(
             "--after/--wave-size read Deployment statuses: give --github-token-file"
             " (or RECONCILER_GITHUB_TOKEN_FILE)"
         )
-    # A gate answers now; a long rate-limit wait belongs to the CI job's retry.
-    return Client(args.github_api_url, token, max_wait=60.0)
+    return client
 
 
 def step_json(request: Request, step: Step, after: tuple[str, ...]) -> dict[str, Any]:

@@ -183,15 +183,7 @@ def parse(data: bytes) -> tuple[dict[str, Any] | None, list[YamlProblem]]:
                 _line(root), f"the top of the file must be a mapping (key: value), not {found}"
             )
         ]
-    builder = _Builder(text)
-    try:
-        document = builder.build(root, 0)
-    except _Abort as abort:
-        return None, [abort.problem]
-    if builder.problems:
-        return None, builder.problems
-    assert isinstance(document, dict)
-    return document, []
+    return _build_mapping(root, text)
 
 
 def parse_values(text: str) -> tuple[dict[str, Any] | None, list[YamlProblem]]:
@@ -209,6 +201,12 @@ def parse_values(text: str) -> tuple[dict[str, Any] | None, list[YamlProblem]]:
         return None, [
             YamlProblem(_line(root), f"the values must be a mapping (key: value), not {found}")
         ]
+    return _build_mapping(root, text)
+
+
+def _build_mapping(root: MappingNode, text: str) -> tuple[dict[str, Any] | None, list[YamlProblem]]:
+    """The document of a mapping node, or every problem found in it."""
+
     builder = _Builder(text)
     try:
         document = builder.build(root, 0)
@@ -216,7 +214,8 @@ def parse_values(text: str) -> tuple[dict[str, Any] | None, list[YamlProblem]]:
         return None, [abort.problem]
     if builder.problems:
         return None, builder.problems
-    return document if isinstance(document, dict) else {}, []
+    assert isinstance(document, dict)
+    return document, []
 
 
 def locate(text: str, path: Sequence[str | int]) -> int | None:
