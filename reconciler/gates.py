@@ -149,12 +149,12 @@ def read_reports(client: Client, repository: str, ref: str) -> dict[str, Report]
 def _pages(client: Client, path: str, params: Mapping[str, str]) -> list[Any]:
     items: list[Any] = []
     response = client.get(path, params=params)
-    for _ in range(MAX_PAGES):
+    for page in range(1, MAX_PAGES + 1):
         if not isinstance(response.body, list):
             raise GitHubError(f"GET {path}: expected a list, got {type(response.body).__name__}")
         items.extend(response.body)
         following = response.links.get("next")
-        if not following:
+        if not following or page == MAX_PAGES:
             break
         response = client.get(following)
     return items

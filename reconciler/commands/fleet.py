@@ -116,10 +116,9 @@ def declared_times(root: Path, env: Environments) -> dict[str, float]:
     for installation in env.installations.values():
         for release in installation.releases:
             if release.ref and release.path in changed:
-                known = times.get(release.ref)
-                times[release.ref] = (
-                    max(known, changed[release.path]) if known else changed[release.path]
-                )
+                # HEAD's time is 0.0: `max` with a default, never a truth test of it.
+                known = times.get(release.ref, float("-inf"))
+                times[release.ref] = max(known, changed[release.path])
     return times
 
 

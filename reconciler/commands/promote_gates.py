@@ -9,6 +9,7 @@ it again until it exits 0 with nothing left to do.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import tempfile
@@ -144,11 +145,12 @@ def _refused(gate: gates.Gate, wave: int, waves: int, waiting_on: str) -> Step:
 
 
 def _declared(env: Environments, wave: tuple[str, ...], request: Request) -> bool:
-    """Every release of the project in each installation of the wave is at the ref."""
+    """Every release of the project in each installation of the wave is at the ref, except
+    pinned ones, which promote leaves where they are."""
 
     for name in wave:
         releases = [r for r in env.installations[name].releases if r.project == request.project]
-        if not releases or any(r.ref != request.ref for r in releases):
+        if not releases or any(r.ref != request.ref for r in releases if not r.pinned):
             return False
     return True
 
@@ -170,14 +172,7 @@ def _after(env: Environments, selector: Mapping[str, str]) -> tuple[str, ...]:
 
 
 def _for(request: Request, wave: tuple[str, ...]) -> Request:
-    return Request(
-        project=request.project,
-        ref=request.ref,
-        installations=wave,
-        create=request.create,
-        deployment_id=request.deployment_id,
-        deployment_repository=request.deployment_repository,
-    )
+    return dataclasses.replace(request, installations=wave, selector={})
 
 
 def _client(args: argparse.Namespace) -> Client:

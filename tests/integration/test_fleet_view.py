@@ -132,3 +132,14 @@ def test_markdown_of_1000_installations_fits_a_pr_comment() -> None:
     markdown = fleetview.as_markdown(view)
     assert len(markdown) < 65_536
     assert "more groups left out to fit" in markdown
+
+
+def test_a_ref_declared_by_the_head_commit_is_the_newest(repo: Path) -> None:
+    # HEAD touches prod-1's file that declares sha(1): its position is 0, which must not
+    # read as "unknown" when prod-2's older declaration of the same ref comes next.
+    path = repo / "installations/prod-1/releases/api.yaml"
+    path.write_text(release_file("api", "api", sha(1)) + "# re-declared\n")
+    git(repo, "commit", "--quiet", "-am", "prod-1 api re-declared")
+    done = fleet_cli(repo, "-o", "json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["projects"]["api"] == {"newest": sha(1)}

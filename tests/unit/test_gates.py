@@ -119,3 +119,20 @@ def test_the_next_step(
 ) -> None:
     step = decide(env(declared), REQUEST, NAMES, after, reports, 2)
     assert (step.status, step.wave, step.waiting_on) == expected
+
+
+def test_a_wave_whose_pinned_release_stays_behind_counts_as_declared() -> None:
+    from reconciler.commands.promote_gates import _declared
+    from reconciler.model import Environments, Installation, Release
+    from reconciler.promote import Request
+
+    new, old = "a" * 40, "b" * 40
+    releases = (
+        Release("api", "api", ref=new),
+        Release("api-canary", "api", ref=old, pinned=True),
+    )
+    env = Environments({}, {"p-1": Installation("p-1", releases=releases)})
+    assert _declared(env, ("p-1",), Request("api", new)), "a pinned release never moves"
+    moved = (Release("api", "api", ref=old), releases[1])
+    env = Environments({}, {"p-1": Installation("p-1", releases=moved)})
+    assert not _declared(env, ("p-1",), Request("api", new))
