@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import cached_property
+
+from reconciler.repo import helmyaml
 
 MASK = "***"
 MIN_LENGTH = 4  # shorter strings would mask ordinary words (and are no secret worth the name)
@@ -48,6 +51,11 @@ def scalars(tree: object) -> Iterator[str]:
             yield from scalars(item)
     elif isinstance(tree, bool) or tree is None:
         return
+    elif isinstance(tree, int | float) and math.isfinite(tree):
+        # Helm holds every number as a float64 and prints it as Go does:
+        # `{{ .Values.pin }}` shows 12345678 as 1.2345678e+07, 1000.0 as 1000.
+        yield str(tree)
+        yield helmyaml.float64_g(float(tree))
     else:
         yield str(tree)
 

@@ -29,7 +29,7 @@ import json
 import math
 import re
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -208,11 +208,22 @@ def _float32_g(number: float) -> str:
         single = math.copysign(math.inf, number)
     if math.isinf(single):
         return ".inf" if single > 0 else "-.inf"
+    return _shortest_g(single, lambda x: struct.unpack("<f", struct.pack("<f", x))[0], 10)
+
+
+def float64_g(number: float) -> str:
+    """Go's strconv.FormatFloat(number, 'g', -1, 64): how `{{ .Values.x }}` (fmt's %v)
+    prints a number of a values file, e.g. 12345678 as 1.2345678e+07. Finite numbers only."""
+
+    return _shortest_g(number, float, 18)
+
+
+def _shortest_g(single: float, rounded: Callable[[float], float], most: int) -> str:
     if single == 0:
         return "-0" if math.copysign(1, single) < 0 else "0"
-    for precision in range(1, 10):
+    for precision in range(1, most):
         text = f"{single:.{precision - 1}e}"
-        if struct.unpack("<f", struct.pack("<f", float(text)))[0] == single:
+        if rounded(float(text)) == single:
             break
     mantissa, exponent_text = text.split("e")
     sign = "-" if mantissa.startswith("-") else ""

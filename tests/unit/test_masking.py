@@ -106,3 +106,10 @@ def test_terminal_escaping_shows_control_characters() -> None:
     assert shown == "key\\e[2J\\e[Hin sync\\r\\x07\\u202eevil\\x9b"
     assert for_terminal("a\nb", keep_newlines=True) == "a\nb"
     assert for_terminal("a\nb") == "a\\nb"
+
+
+def test_a_numeric_secret_is_masked_as_helm_prints_numbers() -> None:
+    # Helm holds numbers as float64: `{{ .Values.pin }}` prints 12345678 as 1.2345678e+07.
+    mask = SecretMask.of({"pin": 12345678, "limit": 1000000, "ratio": 1000.0})
+    text = 'pin "1.2345678e+07", limit 1e+06, ratio 1000, raw 12345678'
+    assert mask(text) == 'pin "***", limit ***, ratio ***, raw ***'
