@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.commands import promote_gates, pushing
-from reconciler.errors import UsageError
 from reconciler.promote import FileChange, Request, Result
 from reconciler.terminal import for_terminal
 
@@ -104,22 +103,11 @@ def request_from_args(args: argparse.Namespace) -> Request:
         project=args.project,
         ref=args.ref.strip().lower(),
         installations=tuple(args.installation),
-        selector=parse_selector(args.selector),
+        selector=pushing.parse_labels(args.selector, "--selector"),
         create=args.create,
         deployment_id=args.deployment_id,
         deployment_repository=deployment_repo,
     )
-
-
-def parse_selector(items: list[str]) -> dict[str, str]:
-    selector: dict[str, str] = {}
-    for item in items:
-        for part in filter(None, (p.strip() for p in item.split(","))):
-            key, sep, value = part.partition("=")
-            if not sep or not key.strip():
-                raise UsageError(f"--selector {part!r}: expected key=value")
-            selector[key.strip()] = value.strip()
-    return selector
 
 
 def result_json(request: Request, result: Result) -> dict[str, Any]:

@@ -78,7 +78,7 @@ class Step:
 
 
 def run(args: argparse.Namespace, request: Request) -> int:
-    selector = parse_labels(args.after, "--after")
+    selector = pushing.parse_labels(args.after, "--after")
     if args.wave_size is not None and args.wave_size < 1:
         raise UsageError("--wave-size must be at least 1")
     client = _client(args)
@@ -125,19 +125,6 @@ def decide(
         if not gate.open and number < len(slices):
             return _refused(gate, number + 1, len(slices), f"wave {number}")
     return Step("done", len(slices), len(slices))
-
-
-def parse_labels(items: list[str], flag: str) -> dict[str, str]:
-    """`k=v` items, each maybe comma-separated, as one selector."""
-
-    labels: dict[str, str] = {}
-    for item in items:
-        for part in filter(None, (p.strip() for p in item.split(","))):
-            key, sep, value = part.partition("=")
-            if not sep or not key.strip():
-                raise UsageError(f"{flag} {part!r}: expected key=value")
-            labels[key.strip()] = value.strip()
-    return labels
 
 
 def _refused(gate: gates.Gate, wave: int, waves: int, waiting_on: str) -> Step:

@@ -68,3 +68,16 @@ def promoter_from_args(args: argparse.Namespace, workdir: Path, depth: int | Non
 def dump_json(document: Any) -> None:
     json.dump(document, sys.stdout, indent=2)
     sys.stdout.write("\n")
+
+
+def parse_labels(items: list[str], flag: str) -> dict[str, str]:
+    """`k=v` items, each maybe comma-separated, as one selector."""
+
+    labels: dict[str, str] = {}
+    for item in items:
+        for part in filter(None, (p.strip() for p in item.split(","))):
+            key, sep, value = part.partition("=")
+            if not sep or not key.strip():
+                raise UsageError(f"{flag} {part!r}: expected key=value")
+            labels[key.strip()] = value.strip()
+    return labels
