@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from reconciler.errors import Problem
+from reconciler.model import Policy
 from reconciler.repo.tree import SourceFile, shown
 from reconciler.repo.versions import template_problems
 
 DEFAULT_VERSION_TEMPLATE = "1.0.0-g{ref}"
-DEFAULT_TIMEOUT_SECONDS = 300  # reconciler.model.Policy's default
 
 Locate = Callable[[SourceFile, Sequence[str | int]], int | None]
 
@@ -69,7 +69,7 @@ class _Rules:
         policy = installation.data.get("policy") or {}
         if "pendingTimeoutSeconds" not in policy:
             return  # unset, it defaults above the helm timeout
-        timeout = policy.get("timeoutSeconds", DEFAULT_TIMEOUT_SECONDS)
+        timeout = policy.get("timeoutSeconds", Policy.timeout_seconds)
         pending = policy["pendingTimeoutSeconds"]
         if pending > timeout:
             return
