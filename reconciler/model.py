@@ -168,13 +168,19 @@ def digest_of(chart: ChartRef, values: Values) -> str:
     cluster (labels and the status ConfigMap carry `reconciler.trust.Signer.digest`, keyed,
     so Secret-sourced values cannot be guessed back from them)."""
 
+    return hashlib.sha256(digest_payload(chart, values)).hexdigest()[:20]
+
+
+def digest_payload(chart: ChartRef, values: Values) -> bytes:
+    """The canonical bytes both digests hash: chart coordinates and values, keys sorted."""
+
     payload = json.dumps(
         {"chart": [chart.repository, chart.name, chart.version], "values": values},
         sort_keys=True,
         separators=(",", ":"),
         default=str,
     )
-    return hashlib.sha256(payload.encode()).hexdigest()[:20]
+    return payload.encode()
 
 
 @dataclass(frozen=True)

@@ -25,14 +25,13 @@ import base64
 import binascii
 import hashlib
 import hmac
-import json
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from reconciler.errors import KubeError, ReconcilerError
 from reconciler.kube import SECRETS, Kube
-from reconciler.model import LABEL_DIGEST, ChartRef, Values
+from reconciler.model import LABEL_DIGEST, ChartRef, Values, digest_payload
 
 KEY_DATA = "key"
 KEY_BYTES = 32
@@ -64,13 +63,8 @@ class Signer:
     def digest(self, chart: ChartRef, values: Values) -> str:
         """20 hex characters naming what helm is given; the release label `reconciler-digest`."""
 
-        payload = json.dumps(
-            {"chart": [chart.repository, chart.name, chart.version], "values": values},
-            sort_keys=True,
-            separators=(",", ":"),
-            default=str,
-        )
-        return hmac.new(self.key, b"digest\0" + payload.encode(), hashlib.sha256).hexdigest()[:20]
+        payload = b"digest\0" + digest_payload(chart, values)
+        return hmac.new(self.key, payload, hashlib.sha256).hexdigest()[:20]
 
     def mac(self, namespace: str, release: str, revision: int, digest: str) -> str:
         fields = ("mac", self.installation, namespace, release, str(revision), digest)
