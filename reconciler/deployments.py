@@ -52,7 +52,10 @@ class DeploymentReporter:
             return
         states = result.states()
         gave_up = {(hold.namespace, hold.release) for hold in result.plan.held if hold.gave_up}
-        reasons = {(hold.namespace, hold.release): hold.reason for hold in result.plan.held}
+        causes = {
+            (hold.namespace, hold.release): hold.last_error or hold.reason
+            for hold in result.plan.held
+        }
         releases = desired_state(env, self.installation).releases
         still: list[tuple[str, trailers.Promotion]] = []
         for message, promotion in self.pending:
@@ -64,7 +67,7 @@ class DeploymentReporter:
                 still.append((message, promotion))
                 continue
             state, text = verdict
-            why = _why_failed([reasons[key] for key in keys if key in reasons])
+            why = _why_failed([causes[key] for key in keys if key in causes])
             description = f"{promotion.project} {text} in {self.installation}{why}"
             self._post(message, state, description)
         self.pending = still
@@ -73,15 +76,14 @@ class DeploymentReporter:
         report_deployment(message, state, description, self.config, installation=self.installation)
 
 
-def _why_failed(reasons: list[str]) -> str:
-    """The first held release's reason, its last error first (GitHub shows 140 characters)."""
+def _why_failed(causes: list[str]) -> str:
+    """The first held release's cause: its last error, else the hold's reason (GitHub shows
+    140 characters)."""
 
-    if not reasons:
+    if not causes:
         return ""
-    reason = reasons[0]
-    head, _, last_error = reason.partition("; last error: ")
     # The command and helm's "INSTALLATION FAILED:" take room the cause needs.
-    return f": {_HELM_PREFIX.sub('', last_error) or head}"
+    return f": {_HELM_PREFIX.sub('', causes[0])}"
 
 
 _HELM_PREFIX = re.compile(r"^`helm [^`]*` exited -?\d+: (?:[A-Z ]+ FAILED: )?")

@@ -56,12 +56,14 @@ class Action:
 @dataclass(frozen=True)
 class Hold:
     """A release left alone this pass, and why; `gave_up` when the reconciler will not act on
-    it again by itself (its retries are spent, or its namespace is out of its reach)."""
+    it again by itself (its retries are spent, or its namespace is out of its reach);
+    `last_error`, the error of the failed attempt that led to it (also in `reason`)."""
 
     release: str
     namespace: str
     reason: str
     gave_up: bool = False
+    last_error: str = ""
 
 
 @dataclass(frozen=True)
@@ -286,11 +288,8 @@ def _unless_given_up(
     count, last_at = attempts(release, state, failure)
     if count and not options.force_retry:
         # A hold keeps the last error: the operator must see why, not only how often.
-        last_error = (
-            f"; last error: {failure.message}"
-            if failure and failure.digest == release.digest and failure.message
-            else ""
-        )
+        cause = failure.message if failure and failure.digest == release.digest else ""
+        last_error = f"; last error: {cause}" if cause else ""
         if count > policy.retries:
             return Hold(
                 release.name,
@@ -298,6 +297,7 @@ def _unless_given_up(
                 f"{kind} of {release.chart.version} failed {count} time(s); "
                 f"waiting for a change to this release or --force-retry{last_error}",
                 gave_up=True,
+                last_error=cause,
             )
         ready_at = last_at + backoff(policy, count)
         if now < ready_at:
@@ -307,6 +307,7 @@ def _unless_given_up(
                 release.namespace,
                 f"{kind} failed {count} time(s); retry {count}/{policy.retries} "
                 f"in {wait}s{last_error}",
+                last_error=cause,
             )
         why = f"{why} (retry {count}/{policy.retries})"
     return [_action(kind, release, why, state)]
