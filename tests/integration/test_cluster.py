@@ -95,12 +95,16 @@ def test_helm_wait_returns_once_the_workloads_are_available(
         assert pod.status.phase == "Running"
         assert _conditions(pod)["Ready"] == "True"
         assert pod.status.pod_ip
-    # The endpoint controllers follow the Ready Pods.
-    slices = client.DiscoveryV1Api(kube).list_namespaced_endpoint_slice(
-        namespace, label_selector="kubernetes.io/service-name=web"
-    )
-    ready = [e for s in slices.items for e in s.endpoints or [] if e.conditions.ready]
-    assert len(ready) == 2
+    # The endpoint controllers follow the Ready Pods, a moment after helm's --wait returns.
+    discovery = client.DiscoveryV1Api(kube)
+
+    def ready_endpoints() -> int:
+        slices = discovery.list_namespaced_endpoint_slice(
+            namespace, label_selector="kubernetes.io/service-name=web"
+        )
+        return len([e for s in slices.items for e in s.endpoints or [] if e.conditions.ready])
+
+    wait_for("two ready endpoints", lambda: ready_endpoints() == 2, timeout=30)
 
 
 @pytest.mark.helm3
@@ -284,8 +288,19 @@ def test_serviceaccount_gets_a_token_from_the_controllers(
 ) -> None:
     core = client.CoreV1Api(kube)
     # The serviceaccount and root-ca publisher controllers fill every new namespace.
-    wait_for("the default ServiceAccount", lambda: core.list_namespaced_service_account(namespace))
-    assert core.read_namespaced_service_account("default", namespace)
+    wait_for(
+        "the default ServiceAccount",
+        lambda: any(
+            account.metadata.name == "default"
+            for account in core.list_namespaced_service_account(namespace).items
+        ),
+    )
+    wait_for(
+        "the root CA ConfigMap",
+        lambda: core.list_namespaced_config_map(
+            namespace, field_selector="metadata.name=kube-root-ca.crt"
+        ).items,
+    )
     ca = core.read_namespaced_config_map("kube-root-ca.crt", namespace)
     assert ca.data["ca.crt"] == testbed.ca_cert.read_text()
     core.create_namespaced_service_account(namespace, {"metadata": {"name": "robot"}})
