@@ -89,14 +89,21 @@ def execute(
     latest_revision: Callable[[str, str], int | None] | None = None,
     ensure_namespace: Callable[[str], None] = lambda name: None,
     proof: Proof = Proof(),
+    verify: Callable[[Action], None] = lambda action: None,
 ) -> list[Outcome]:
-    """Run every job; `proceed` returns a reason to start no further job (shutdown, lost lease)."""
+    """Run every job; `proceed` returns a reason to start no further job (shutdown, lost lease).
+
+    `verify(action)` runs after each install or upgrade that helm reported done and raises a
+    `ReconcilerError` when the release does not work (unhealthy workloads, a failed test):
+    the attempt then counts as failed and remediation applies as for a failed helm run.
+    """
 
     jobs = jobs_of(plan.actions)
     charts = SharedCharts(helm, plan.actions, policy.timeout_seconds)
     runner = _Runner(
         helm, policy, plan, mask, latest_revision, _once_each(ensure_namespace), charts, proof
     )
+    runner.verify = verify
     outcomes: dict[Key, Outcome] = {}
     pending = {job.key: job for job in jobs}
     running: dict[Future[Outcome], Job] = {}
@@ -204,6 +211,7 @@ class _Runner:
         self.mask = mask
         self.latest_revision = latest_revision
         self.ensure_namespace = ensure_namespace
+        self.verify: Callable[[Action], None] = lambda action: None
 
     def run(self, job: Job) -> Outcome:
         started = time.monotonic()
@@ -239,6 +247,7 @@ class _Runner:
                 action.desired, self.plan.installation, self.policy, description, fresh,
                 chart_file=self.charts.archive(action.desired.chart), proof=proof,
             )  # fmt: skip
+            self.verify(action)
         elif action.kind in ("unlock", "rollback") and action.revision:
             self._rollback(action, action.revision)
         else:
