@@ -23,6 +23,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from reconciler.liveobjects import LiveObject
+from reconciler.model import DriftIgnore as IgnoreRule
 
 # Paths never compared: the object's identity (a namespace the manifest names for a
 # cluster-scoped kind is dropped by the server) and what controllers report.
@@ -48,19 +49,6 @@ _DURATION_UNIT = {
     "ns": Decimal("1e-9"), "us": Decimal("1e-6"), "µs": Decimal("1e-6"), "ms": Decimal("1e-3"),
     "s": Decimal(1), "m": Decimal(60), "h": Decimal(3600),
 }  # fmt: skip
-
-
-@dataclass(frozen=True)
-class IgnoreRule:
-    """Paths (JSON pointers, RFC 6901) never compared for objects of `kind` (all kinds when
-    `kind` is "*"), optionally only the object named `name`. A path covers everything below it."""
-
-    kind: str
-    paths: tuple[str, ...]
-    name: str = ""
-
-    def applies(self, kind: str, name: str) -> bool:
-        return self.kind in ("*", kind) and self.name in ("", name)
 
 
 @dataclass(frozen=True)

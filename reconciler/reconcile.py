@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 from functools import cached_property
 
 from reconciler.desired import ClusterValues, cluster_values_from_data, desired_state
+from reconciler.drift import LiveDrift
+from reconciler.driftcheck import check_drift
 from reconciler.errors import ReconcilerError
 from reconciler.execute import Outcome, Proof, execute
 from reconciler.helm import Helm
@@ -26,7 +28,7 @@ from reconciler.observe import (
     with_detail,
     with_proven_copy,
 )
-from reconciler.plan import Failure, Key, Options, Plan, attempts, plan
+from reconciler.plan import Drifted, Failure, Key, Options, Plan, attempts, plan
 from reconciler.repo import load_environments
 from reconciler.source import GitSource, LocalSource
 from reconciler.status import StatusStore, status_document
@@ -40,6 +42,8 @@ class Observation:
     secret_values: frozenset[str]
     unreadable: Mapping[str, str] = field(default_factory=dict)
     signer: Signer | None = None
+    # Live drift of the in-sync releases; read on a full resync only (else empty).
+    drift: Mapping[Key, LiveDrift] = field(default_factory=dict)
 
     @cached_property
     def _mask(self) -> SecretMask:
@@ -150,7 +154,8 @@ def observe(
     """Desired state with in-cluster values, and the releases as the cluster has them.
 
     Only releases whose labels do not prove them in sync are decoded (one GET
-    each); `full` decodes every declared release to find drift made by hand.
+    each); `full` decodes every declared release to find drift made by hand, and
+    reads the live objects of those in sync (reconciler.driftcheck).
     `namespaces` confines the history read to those namespaces (namespaced mode).
     `signer` keys the digests and checks which revisions the reconciler wrote.
     """
@@ -177,7 +182,8 @@ def observe(
         if full or stale or not state.latest.signed:
             observed[state.key] = with_detail(kube, state)
     secrets = _secret_strings(cluster_values)
-    return Observation(desired, observed, secrets, index.unreadable, signer)
+    drift = check_drift(kube, desired, observed, namespaces) if full else {}
+    return Observation(desired, observed, secrets, index.unreadable, signer, drift)
 
 
 def keyed(desired: DesiredState, signer: Signer) -> DesiredState:
@@ -202,6 +208,7 @@ def plan_pass(
         memory.failures,
         options,
         observation.unreadable,
+        observation.drift,
     )
 
 
@@ -307,6 +314,8 @@ class Engine:
         self._helm: Helm | None = None
         self._last_status = ""
         self._signer: Signer | None = None
+        # The live drift the last full resync found, shown in status until the next one.
+        self._drifted: dict[Key, Drifted] = {}
         self.key_namespace = status.namespace
 
     def signer(self, create: bool) -> Signer:
@@ -374,6 +383,8 @@ class Engine:
             }
             observation = dataclasses.replace(observation, observed=observed)
         result = PassResult(the_plan, tuple(outcomes))
+        if full:
+            self._drifted = {d.key: d for d in the_plan.drifted}
         self.record(result, observation)
         return result
 
@@ -387,6 +398,7 @@ class Engine:
             result.outcomes,
             self.memory.failures,
             datetime.now(UTC),
+            self._drifted,
         )
         fingerprint = json.dumps({k: v for k, v in document.items() if k != "time"}, sort_keys=True)
         if fingerprint != self._last_status:

@@ -18,7 +18,7 @@ from reconciler.execute import Outcome
 from reconciler.kube import CONFIGMAPS, Kube, ensure_namespace
 from reconciler.model import DesiredState
 from reconciler.observe import ReleaseState
-from reconciler.plan import Failure, Key, Plan
+from reconciler.plan import Drifted, Failure, Key, Plan
 
 STATUS_KEY = "status.json"
 
@@ -83,10 +83,13 @@ def status_document(
     outcomes: Iterable[Outcome],
     failures: Mapping[Key, Failure],
     now: datetime,
+    drifted: Mapping[Key, Drifted] | None = None,
 ) -> dict[str, Any]:
-    """The last pass as the status ConfigMap stores it: one row per declared or pruned release."""
+    """The last pass as the status ConfigMap stores it: one row per declared or pruned release.
+    `drifted`: the live drift the last full resync found; an in-sync release with drift
+    (`drift: warn`) is `drifted`, its message the objects and paths."""
 
-    rows = _rows(desired, observed, the_plan, {o.key: o for o in outcomes})
+    rows = _rows(desired, observed, the_plan, {o.key: o for o in outcomes}, drifted or {})
     return {
         "installation": the_plan.installation,
         "revision": the_plan.revision,
@@ -111,6 +114,7 @@ def _rows(
     observed: Mapping[Key, ReleaseState],
     the_plan: Plan,
     outcomes: Mapping[Key, Outcome],
+    drifted: Mapping[Key, Drifted],
 ) -> list[dict[str, Any]]:
     actions = {a.key: a for a in the_plan.actions}
     holds = {(h.namespace, h.release): h for h in the_plan.held}
@@ -123,7 +127,10 @@ def _rows(
         action, hold, outcome = actions.get(key), holds.get(key), outcomes.get(key)
         state = observed.get(key)
         want = versions.get(key, "")
-        if key in in_sync:
+        if key in in_sync and key in drifted:
+            live = drifted[key].drift
+            row = ("drifted", _deployed(state), "", f"live drift: {live.summary(10)}")
+        elif key in in_sync:
             # What helm recorded when the record was read (a full resync), else what the
             # digest label proves was asked for, which helm installs exactly.
             row = (

@@ -123,6 +123,9 @@ class Reporter:
     def passed(self, result: PassResult, seconds: float, full: bool) -> None:
         self.metrics.observe_pass(result, seconds, full, time.time())
         self._gave_up(result)
+        if self.events:
+            for drifted in result.plan.drifted:
+                self.events.drifted(drifted)
         if self.notifier:
             self.notifier.passed(result)
 
