@@ -2,15 +2,14 @@
 
 Only releases that are otherwise in sync are checked (deployed, the reconciler's, at the
 desired digest, their record decoded): any other release is re-applied anyway. Costs per
-pass: one GET per object of those releases, one discovery GET per group version, and one
+pass: one GET per object of those releases, or one LIST per resource and namespace that
+holds many of them (reconciler.liveobjects), one discovery GET per group version, and one
 LIST of HorizontalPodAutoscalers (one per namespace in namespaced mode).
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Collection, Mapping
-from concurrent.futures import ThreadPoolExecutor
 
 from reconciler import log
 from reconciler.drift import LiveDrift, hpa_targets, release_drift
@@ -26,7 +25,7 @@ HPAS = Resource("autoscaling/v2", "horizontalpodautoscalers")
 # Kinds whose /spec/replicas an autoscaler may own (any kind with a scale subresource can
 # be a target; these are the ones charts ship).
 SCALABLE = frozenset({"Deployment", "StatefulSet", "ReplicaSet", "ReplicationController"})
-# Releases read in parallel: the API server answers GETs concurrently, one at a time is
+# GETs in flight at once: the API server answers them concurrently; one at a time is
 # mostly waiting.
 WORKERS = 8
 
@@ -57,17 +56,11 @@ def check_drift(
             problems[key] = str(error)
     objects = [obj for _, found in manifests.values() for obj in found]
     autoscaled = _autoscaled(kube, objects, namespaces)
-    discovery = Discovery(kube)
-    for obj in objects:  # fill the cache before the threads share it
-        _resolve_quietly(discovery, obj)
-
-    def one(item: tuple[Key, tuple[DesiredRelease, tuple[ManifestObject, ...]]]) -> LiveDrift:
-        _, (release, found) = item
-        live = read_live(kube, found, discovery)
-        return release_drift(live, release.drift_ignore, autoscaled)
-
-    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-        results = dict(zip(manifests, pool.map(one, manifests.items()), strict=True))
+    live = iter(read_live(kube, objects, Discovery(kube), workers=WORKERS))
+    results = {
+        key: release_drift([next(live) for _ in found], release.drift_ignore, autoscaled)
+        for key, (release, found) in manifests.items()
+    }
     for key, problem in problems.items():
         results[key] = LiveDrift(unreadable=(problem,))
     return results
@@ -103,8 +96,3 @@ def _autoscaled(
         log.warning("cannot list HorizontalPodAutoscalers; replicas not checked", error=str(error))
         return {(o.namespace, o.kind, o.name) for o in workloads}
     return hpa_targets(items)
-
-
-def _resolve_quietly(discovery: Discovery, obj: ManifestObject) -> None:
-    with contextlib.suppress(KubeError):  # read_live reports it for the object
-        discovery.resolve(obj.api_version, obj.kind)

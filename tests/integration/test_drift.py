@@ -8,7 +8,15 @@ import json
 from typing import Any
 
 import pytest
-from engine_world import World, kube_json, wait_for, written_release
+from engine_world import (
+    World,
+    daemon,
+    daemon_log,
+    kube_json,
+    wait_for,
+    wait_for_log,
+    written_release,
+)
 
 pytestmark = pytest.mark.testbed
 
@@ -182,4 +190,55 @@ def test_a_deployment_an_autoscaler_scales_is_never_scaled_back(
     [action] = document["actions"]
     assert "web-config missing" in action["reason"]
     assert "resets replicas an autoscaler owns" in action["reason"]
-    wait_for(lambda: replicas(world) == 4)
+    code, _, stderr = world.apply("--full")
+    assert code == 0, stderr
+    assert exists(world, "configmaps/web-config")
+
+
+def test_a_full_resync_of_100_releases_without_drift_starts_no_helm(
+    world: World, drifty_chart: str
+) -> None:
+    repo = world.repo
+    repo.project("web", world.namespace, chart="drifty", values={"replicas": 0})
+    for i in range(100):
+        repo.release(world.installation, f"r{i:03d}", project="web", version="0.1.0")
+    repo.installation(world.installation, policy={**POLICY, "concurrency": 8})
+    repo.commit("100 releases")
+    code, _, stderr = world.apply()
+    assert code == 0, stderr
+    world.reset_calls()
+    code, result, stderr = world.apply("--full")
+    assert code == 0, stderr
+    assert world.helm_calls() == []
+    assert (len(result["in_sync"]), result["drifted"]) == (100, [])
+    # One object changed among 400: found, and only its release is re-applied.
+    world.testbed.kubectl("delete", "service", "r042", "-n", world.namespace)
+    code, result, stderr = world.apply("--full")
+    assert code == 0, stderr
+    assert writes(world) == ["r042"]
+    assert exists(world, "services/r042")
+
+
+def test_the_daemon_checks_and_reports_drift_on_each_full_resync(
+    world: World, drifty_chart: str
+) -> None:
+    one_release(world, drift="warn")
+    with daemon(world, "--resync-interval", "1", name="d"):
+        world.testbed.kubectl("delete", "configmap", "web-config", "-n", world.namespace)
+
+        def drifted_event() -> bool:
+            items = kube_json(world.testbed, "GET", f"/api/v1/namespaces/{world.namespace}/events")
+            return any(
+                e["reason"] == "Drifted" and "web-config missing" in e["message"]
+                for e in items["items"]
+            )
+
+        wait_for(drifted_event, timeout=60)
+        entry = wait_for_log(daemon_log(world, "d"), "live drift", release="web", policy="warn")
+        assert "ConfigMap" in entry["drift"]
+        assert not exists(world, "configmaps/web-config")
+
+        world.repo.installation(world.installation, policy=POLICY)  # drift: correct
+        world.repo.commit("correct drift")
+        wait_for(lambda: exists(world, "configmaps/web-config"), timeout=60)
+    assert writes(world) == ["web"]
