@@ -21,9 +21,18 @@ LABEL_MANAGED_BY = "managed-by"
 MANAGED_BY = "reconciler"
 LABEL_INSTALLATION = "reconciler-installation"
 LABEL_DIGEST = "reconciler-digest"
+# The ServiceAccount helm ran as when it wrote the revision: how a prune (the release is no
+# longer declared) knows whom to uninstall it as. Only ever a name inside the release's
+# own namespace (see reconciler.helm.impersonation).
+LABEL_SERVICE_ACCOUNT = "reconciler-service-account"
 
 Values = dict[str, Any]
 Remediation = Literal["rollback", "uninstall", "none"]
+
+# A ServiceAccount name (a DNS-1123 subdomain), as the schemas accept it.
+SERVICE_ACCOUNT_NAME = re.compile(
+    r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+)
 
 REF_PLACEHOLDER = re.compile(r"\{ref(?::(\d+))?\}")
 
@@ -55,6 +64,9 @@ class Project:
     values: Values = field(default_factory=dict)
     depends_on: tuple[str, ...] = ()
     path: str = ""
+    # The ServiceAccount of the release's namespace that helm runs as (None: the
+    # installation's default, else the reconciler's own identity).
+    service_account: str | None = None
 
 
 @dataclass(frozen=True)
@@ -71,6 +83,8 @@ class Policy:
     history_max: int = 10
     wait: bool = False
     pending_timeout_seconds: int = 600
+    # Every release must run as a ServiceAccount of its namespace; one without is held.
+    lockdown: bool = False
 
 
 @dataclass(frozen=True)
@@ -112,6 +126,9 @@ class Installation:
     values_from: ValuesFrom = field(default_factory=ValuesFrom)
     releases: tuple[Release, ...] = ()
     path: str = ""
+    # The ServiceAccount (a name, looked up in each release's namespace) of releases whose
+    # project names none; also whom a pruned release without a recorded one is removed as.
+    service_account: str | None = None
 
 
 @dataclass(frozen=True)
@@ -154,6 +171,9 @@ class DesiredRelease:
     values_problem: str | None = None
     # Take over a release of the same name that is not ours (`adopt: true`, or --adopt).
     adopt: bool = False
+    # The ServiceAccount of `namespace` every helm command for this release runs as
+    # (impersonated); None runs helm with the reconciler's own identity.
+    service_account: str | None = None
     # The digest keyed with the installation's key (see reconciler.trust); set by the
     # engine before planning, so that no label reveals the values it covers.
     keyed_digest: str | None = field(default=None, compare=False)
@@ -191,3 +211,6 @@ class DesiredState:
     revision: str
     policy: Policy
     releases: tuple[DesiredRelease, ...]
+    # The installation's default ServiceAccount: whom a pruned release is uninstalled as
+    # when its revision records none.
+    service_account: str | None = None

@@ -28,6 +28,7 @@ _POLICY_FIELDS = {
     "historyMax": "history_max",
     "wait": "wait",
     "pendingTimeoutSeconds": "pending_timeout_seconds",
+    "lockdown": "lockdown",
 }
 
 
@@ -70,6 +71,7 @@ def _project(document: Document) -> Project:
         values=data.get("values", {}),
         depends_on=tuple(data.get("dependsOn", ())),
         path=document.source.path,
+        service_account=data.get("serviceAccount"),
     )
 
 
@@ -99,6 +101,7 @@ def _installation(document: Document, releases: tuple[Release, ...]) -> Installa
         values_from=_values_from(data.get("valuesFrom", {})),
         releases=releases,
         path=document.source.path,
+        service_account=data.get("serviceAccount"),
     )
 
 
