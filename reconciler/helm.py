@@ -47,6 +47,9 @@ FORBIDDEN = re.compile(
     rf'(?: in API group "(?P<group>[a-z0-9.-]{{0,253}})")?'
     rf'(?: in the namespace "(?P<namespace>[a-z0-9-]{{1,63}})")?'
 )
+# What helm 3 and 4 print when the API server refuses the impersonation itself: its first
+# request (the reachability check) fails, and helm drops the reason ("unknown").
+UNREACHABLE = re.compile(r"[Kk]ubernetes cluster unreachable")
 DESCRIPTION_LIMIT = 240
 
 
@@ -293,18 +296,22 @@ def _refusal(message: str, namespace: str, service_account: str) -> str | None:
     the account. The account itself refused: its Role lacks the verb, or the account does
     not exist (impersonating a missing account is allowed; it just holds no rights)."""
 
+    account = f"ServiceAccount {namespace}/{service_account}"
+    listed = "list it in the deploy chart's rbac.lockdown.serviceAccounts"
     match = FORBIDDEN.search(message)
     if match is None:
+        if UNREACHABLE.search(message):
+            return (
+                f"the reconciler cannot act as {account}: helm found the cluster unreachable as "
+                f"that account, as when the reconciler may not impersonate it; {listed} (or "
+                "check that the API server is up)"
+            )
         return None
     user, _ = service_account_identity(namespace, service_account)
-    account = f"ServiceAccount {namespace}/{service_account}"
     resource = match["resource"] + (f".{match['group']}" if match["group"] else "")
     where = f" in namespace {match['namespace']}" if match["namespace"] else " cluster-wide"
     if match["verb"] == "impersonate":
-        return (
-            f"the reconciler may not impersonate {account}: list it in the deploy chart's "
-            "rbac.lockdown.serviceAccounts"
-        )
+        return f"the reconciler may not impersonate {account}: {listed}"
     if match["user"] != user:
         return None
     return (

@@ -163,3 +163,12 @@ def test_refusal_keeps_nothing_of_helm_text_outside_its_narrow_words() -> None:
     other_user = 'User "system:serviceaccount:x:y" cannot get resource "pods"'
     assert _refusal(other_user, "team", "deployer") is None
     assert _refusal("chart not found", "team", "deployer") is None
+
+
+def test_an_unreachable_cluster_as_the_account_names_the_chart_setting() -> None:
+    text = (
+        "`helm install web` exited 1: INSTALLATION FAILED: Kubernetes cluster unreachable: unknown"
+    )
+    message = _refusal(text, "team", "deployer") or ""
+    assert message.startswith("the reconciler cannot act as ServiceAccount team/deployer")
+    assert "rbac.lockdown.serviceAccounts" in message
