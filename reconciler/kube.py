@@ -98,6 +98,14 @@ class Kube:
 
         return cls(load(), load)
 
+    @property
+    def _acting_as(self) -> str:
+        """Whose rights a refusal is about, for its hint."""
+
+        if self._impersonate is None:
+            return "the reconciler's service account"
+        return f"{self._impersonate[0]} (impersonated)"
+
     def impersonating(self, user: str, groups: Sequence[str]) -> Kube:
         """A client on the same connection whose requests act as `user` in `groups`
         (Impersonate-User and Impersonate-Group headers): e.g. to read a release's live
@@ -150,13 +158,13 @@ class Kube:
             )
             response.read()  # type: ignore[no-untyped-call]
         except ApiException as error:
-            raise _explain(verb, method, path, error) from error
+            raise _explain(verb, method, path, error, self._acting_as) from error
         except Exception as error:  # urllib3 connection failures and the like
             raise KubeError(
                 f"cannot reach the Kubernetes API for {method} {path}: {error}"
             ) from error
         if response.status >= 400:
-            raise _explain(verb, method, path, ApiException(http_resp=response))
+            raise _explain(verb, method, path, ApiException(http_resp=response), self._acting_as)
         parsed: JsonObject = json.loads(response.data or b"{}")
         return parsed
 
@@ -274,7 +282,7 @@ def in_cluster_kubeconfig(folder: Path) -> str:
     return str(path)
 
 
-def _explain(verb: str, method: str, path: str, error: ApiException) -> KubeError:
+def _explain(verb: str, method: str, path: str, error: ApiException, acting_as: str) -> KubeError:
     status = int(error.status or 0)
     message = ""
     try:
@@ -282,7 +290,7 @@ def _explain(verb: str, method: str, path: str, error: ApiException) -> KubeErro
     except (ValueError, AttributeError):
         message = str(error.body or error.reason or "")
     if status == 403:
-        hint = f"grant the '{verb}' verb on this resource to the reconciler's service account"
+        hint = f"grant the '{verb}' verb on this resource to {acting_as}"
         return KubeError(f"forbidden: {message or method + ' ' + path}; {hint}", status)
     if status == 401:
         return KubeError(

@@ -18,6 +18,9 @@ import yaml
 from engine_world import World
 from test_in_cluster import apps_namespace, chart_env, in_pod
 
+from reconciler.errors import KubeError
+from reconciler.kube import CONFIGMAPS, SECRETS, Kube, Resource, service_account_identity
+
 CHART = Path(__file__).resolve().parents[2] / "deploy" / "chart"
 RBAC = "/apis/rbac.authorization.k8s.io/v1"
 GIT_TOKEN = "git-token-d0e1f2a3b4c5"
@@ -91,11 +94,18 @@ def tenant(testbed: Any, namespace: str, name: str, rules: list[dict[str, Any]])
 
 
 def install_locked_down(
-    world: World, tmp_path: Path, accounts: list[dict[str, str]], **values: Any
+    world: World,
+    tmp_path: Path,
+    accounts: list[dict[str, str]],
+    namespaces: tuple[str, ...] = (),
+    **values: Any,
 ) -> Path:
-    """The deploy chart in lockdown mode; a folder laid out like the Pod's token mount."""
+    """The deploy chart in lockdown mode (namespaced with `namespaces`); a folder laid out
+    like the Pod's token mount."""
 
-    rbac = {"lockdown": {"enabled": True, "serviceAccounts": accounts}}
+    rbac: dict[str, Any] = {"lockdown": {"enabled": True, "serviceAccounts": accounts}}
+    if namespaces:
+        rbac["namespaces"] = list(namespaces)
     settings = {"installation": world.installation, "git": {"repo": world.repo.url},
                 "rbac": rbac, **values}  # fmt: skip
     values_file = tmp_path / "chart-values.yaml"
@@ -119,10 +129,13 @@ def install_locked_down(
 
 
 def apply_in_pod(world: World, mount: Path, *args: str) -> tuple[int, dict[str, Any], str]:
-    """`reconciler apply` as the chart runs it: its token, its RECONCILER_LOCKDOWN."""
+    """`reconciler apply` as the chart runs it: its token, its RECONCILER_LOCKDOWN (and
+    RECONCILER_NAMESPACES in namespaced mode)."""
 
-    lockdown = {"RECONCILER_LOCKDOWN": chart_env(world)["RECONCILER_LOCKDOWN"]}
-    done = in_pod(world, mount, "apply", "-o", "json", *args, extra_env=lockdown)
+    scope = {k: v for k, v in chart_env(world).items() if k in ("RECONCILER_LOCKDOWN",
+                                                                  "RECONCILER_NAMESPACES")}  # fmt: skip
+    assert scope["RECONCILER_LOCKDOWN"] == "true"
+    done = in_pod(world, mount, "apply", "-o", "json", *args, extra_env=scope)
     assert done.stdout.strip(), done.stderr
     return done.returncode, json.loads(done.stdout), done.stderr
 
@@ -153,12 +166,15 @@ def helm_releases(world: World, namespace: str) -> dict[str, str]:
 
 
 @pytest.mark.helm3
+@pytest.mark.parametrize("scope", ["cluster-wide", "namespaced"])
 def test_lockdown_charts_cannot_copy_the_reconcilers_or_another_teams_secret(
-    world: World, tmp_path: Path, publish_chart: Any
+    world: World, tmp_path: Path, publish_chart: Any, scope: str
 ) -> None:
     testbed, own = world.testbed, world.namespace
     team = testbed.create_namespace(apps_namespace(world, "team"))
     other = testbed.create_namespace(apps_namespace(world, "other"))
+    # Namespaced: the reconciler reads release history in both team namespaces only.
+    namespaces = (team, other) if scope == "namespaced" else ()
     try:
         tenant(testbed, team, "deployer", TENANT_RULES)
         secret(testbed, own, "git-credentials", {"token": GIT_TOKEN})
@@ -166,7 +182,7 @@ def test_lockdown_charts_cannot_copy_the_reconcilers_or_another_teams_secret(
         publish_chart("extras", "0.1.0")
         git = {"repo": world.repo.url, "credentials": {"secretName": "git-credentials"}}
         mount = install_locked_down(
-            world, tmp_path, [{"namespace": team, "name": "deployer"}], git=git
+            world, tmp_path, [{"namespace": team, "name": "deployer"}], namespaces, git=git
         )
 
         def extra(data: str) -> str:
@@ -355,6 +371,56 @@ def test_rollback_drift_correction_and_prune_run_as_the_tenant(
             made = [call for call in calls if call.startswith(verb)]
             assert made, (verb, calls)
             assert all(as_tenant in call for call in made), made
+    finally:
+        world.helm("uninstall", "rc", check=False)
+        testbed.delete_namespace(team)
+
+
+def test_kube_impersonating_reads_with_the_accounts_rights_and_both_its_groups(
+    world: World, tmp_path: Path
+) -> None:
+    """What drift and health checks use to read a release's live objects as its tenant."""
+
+    testbed = world.testbed
+    team = testbed.create_namespace(apps_namespace(world, "team"))
+    try:
+        # The account's own Role reads ConfigMaps; Roles bound only to the groups every
+        # ServiceAccount (of the namespace) is in read Services and Pods: all must count.
+        tenant(testbed, team, "deployer", [TENANT_RULES[0]])
+        by_group = {"services": "system:serviceaccounts", "pods": f"system:serviceaccounts:{team}"}
+        for resource, group in by_group.items():
+            meta = {"name": f"by-group-{resource}", "namespace": team}
+            rule = {"apiGroups": [""], "resources": [resource], "verbs": ["list"]}
+            testbed.admin.ensure(
+                f"{RBAC}/namespaces/{team}/roles",
+                {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta,
+                 "rules": [rule]},
+            )  # fmt: skip
+            testbed.admin.ensure(
+                f"{RBAC}/namespaces/{team}/rolebindings",
+                {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                 "metadata": meta, "roleRef": {"apiGroup": "rbac.authorization.k8s.io",
+                                               "kind": "Role", "name": meta["name"]},
+                 "subjects": [{"kind": "Group", "name": group,
+                               "apiGroup": "rbac.authorization.k8s.io"}]},
+            )  # fmt: skip
+            until(lambda r=resource: account_can(  # type: ignore[misc]
+                testbed, team, "deployer", verb="list", resource=r, namespace=team))  # fmt: skip
+        install_locked_down(world, tmp_path, [{"namespace": team, "name": "deployer"}])
+        mint = testbed.mint_serviceaccount_kubeconfig(world.namespace, "rc-reconciler")
+        reconciler = Kube.connect(str(mint))
+        as_tenant = reconciler.impersonating(*service_account_identity(team, "deployer"))
+        assert list(as_tenant.list_items(CONFIGMAPS.path(team))) is not None
+        for resource in by_group:
+            assert list(as_tenant.list_items(Resource("v1", resource).path(team))) == []
+        with pytest.raises(KubeError) as denied:
+            list(as_tenant.list_items(SECRETS.path(world.namespace)))
+        assert denied.value.status == 403
+        assert f"to system:serviceaccount:{team}:deployer (impersonated)" in str(denied.value)
+        # The reconciler's own identity is untouched by its impersonating twin.
+        with pytest.raises(KubeError) as own:
+            list(reconciler.list_items(CONFIGMAPS.path(team)))
+        assert "system:serviceaccount:" + world.namespace in str(own.value)
     finally:
         world.helm("uninstall", "rc", check=False)
         testbed.delete_namespace(team)
