@@ -197,7 +197,7 @@ class Helm:
         version as a range in classic repositories: `1.2.3` finds `1.2.3+build.5`)."""
 
         argv = ["pull", *self._chart_args(chart), "--destination", str(into)]
-        self._run(argv, timeout_seconds)
+        self._run(argv, timeout_seconds, identity=[])  # a registry download: no cluster access
         archives = list(into.glob("*.tgz"))
         if len(archives) != 1:
             raise HelmError(
@@ -249,9 +249,8 @@ class Helm:
         account becomes one line naming the verb, the resource and the account."""
 
         try:
-            self._run(
-                [*argv, *impersonation(namespace, service_account)], timeout_seconds, cancellable
-            )
+            identity = impersonation(namespace, service_account)
+            self._run(argv, timeout_seconds, cancellable, identity=identity)
         except HelmError as error:
             if service_account is None:
                 raise
@@ -260,13 +259,26 @@ class Helm:
                 raise
             raise HelmError(refused) from error
 
-    def _run(self, argv: Sequence[str], timeout_seconds: int, cancellable: bool = True) -> None:
+    def _run(
+        self,
+        argv: Sequence[str],
+        timeout_seconds: int,
+        cancellable: bool = True,
+        *,
+        identity: Sequence[str],
+    ) -> None:
+        """`identity`: the impersonation flags (`_run_for`), explicitly [] for a command that
+        touches no release; a required keyword, so that no release command can forget it."""
+
         self.counter.add()
         # helm gets its own timeout first; ours is the backstop that sends SIGTERM.
         cancel = self.cancel if cancellable else None
         try:
             proc.run(
-                [self.binary, *argv], env=self.env, timeout=timeout_seconds + 30, cancel=cancel
+                [self.binary, *argv, *identity],
+                env=self.env,
+                timeout=timeout_seconds + 30,
+                cancel=cancel,
             )
         except CommandError as error:
             what = " ".join(argv[:3] if argv[0] == "upgrade" else argv[:2])

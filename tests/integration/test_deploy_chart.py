@@ -422,6 +422,22 @@ def test_namespaced_lockdown_may_impersonate_any_account_of_those_namespaces_onl
     assert not any(d["metadata"]["name"].endswith("-managed") for d in documents)
 
 
+def test_listed_accounts_without_lockdown_add_impersonation_to_the_managed_rights(
+    render_documents: Callable[..., list[dict[str, Any]]],
+) -> None:
+    accounts = LOCKDOWN["lockdown"]["serviceAccounts"]
+    documents = render_documents(rbac={"lockdown": {"enabled": False, "serviceAccounts": accounts}})
+    names = {d["metadata"]["name"] for d in documents}
+    assert "reconciler-rc-reconciler-managed" in names
+    roles = _in_namespaces(documents, "Role", "reconciler-rc-reconciler-impersonate")
+    assert set(roles) == {"team-a", "team-b"}
+    (deployment,) = [d for d in documents if d["kind"] == "Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert "RECONCILER_LOCKDOWN" not in _env(container)
+    assert not any(d["metadata"]["name"].endswith("-impersonate")
+                   for d in render_documents())  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("rbac", "values", "error"),
     [
