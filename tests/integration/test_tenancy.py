@@ -232,6 +232,7 @@ def test_lockdown_charts_cannot_copy_the_reconcilers_or_another_teams_secret(
             testbed.delete_namespace(namespace)
 
 
+@pytest.mark.helm3
 def test_a_refusal_names_the_verb_the_resource_and_the_service_account(
     world: World, tmp_path: Path
 ) -> None:
