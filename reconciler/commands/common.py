@@ -201,6 +201,8 @@ def plan_rows(the_plan: Plan) -> list[dict[str, Any]]:
                 "chart": f"{desired.chart.name} {desired.chart.version}" if desired else "",
                 "action": action.kind,
                 "reason": action.reason,
+                # Whom helm runs as (None: the reconciler itself); JSON only.
+                "service_account": action.service_account,
             }
         )
     for hold in the_plan.held:

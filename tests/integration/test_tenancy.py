@@ -351,6 +351,7 @@ def test_rollback_drift_correction_and_prune_run_as_the_tenant(
         assert code == 0, result
         (action,) = result["actions"]
         assert action["reason"].startswith("drifted in the cluster: values differ: message")
+        assert action["service_account"] == "deployer"
         assert outcomes(result)["app"][0] == "succeeded"
 
         repo.remove(f"installations/{world.installation}/releases/app.yaml")
