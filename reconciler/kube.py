@@ -75,7 +75,7 @@ class Kube:
         self.calls = 0
         self._impersonate: tuple[str, tuple[str, ...]] | None = None
         # RECONCILER_API_LOG names a file that gets one line per request: the verb and the
-        # path, nothing of the body. The RBAC test compares them with the deploy chart's rules.
+        # path (and `as`, the impersonated user), nothing of the body. The RBAC test compares them with the deploy chart's rules.
         self.request_log = os.environ.get("RECONCILER_API_LOG", "")
 
     @classmethod
@@ -130,8 +130,11 @@ class Kube:
         with self._lock:
             self.calls += 1
             if self.request_log:
+                entry = {"verb": verb, "path": path}
+                if self._impersonate is not None:
+                    entry["as"] = self._impersonate[0]  # not the reconciler's own right
                 with open(self.request_log, "a", encoding="utf-8") as log:
-                    log.write(json.dumps({"verb": verb, "path": path}) + "\n")
+                    log.write(json.dumps(entry) + "\n")
         try:
             return self._send(method, path, query, body, accept, content_type, verb)
         except KubeError as error:

@@ -128,13 +128,17 @@ def install_locked_down(
     return mount
 
 
-def apply_in_pod(world: World, mount: Path, *args: str) -> tuple[int, dict[str, Any], str]:
+def apply_in_pod(
+    world: World, mount: Path, *args: str, api_log: Path | None = None
+) -> tuple[int, dict[str, Any], str]:
     """`reconciler apply` as the chart runs it: its token, its RECONCILER_LOCKDOWN (and
     RECONCILER_NAMESPACES in namespaced mode)."""
 
     scope = {k: v for k, v in chart_env(world).items() if k in ("RECONCILER_LOCKDOWN",
                                                                   "RECONCILER_NAMESPACES")}  # fmt: skip
     assert scope["RECONCILER_LOCKDOWN"] == "true"
+    if api_log is not None:
+        scope["RECONCILER_API_LOG"] = str(api_log)
     done = in_pod(world, mount, "apply", "-o", "json", *args, extra_env=scope)
     assert done.stdout.strip(), done.stderr
     return done.returncode, json.loads(done.stdout), done.stderr
@@ -333,12 +337,21 @@ def test_rollback_drift_correction_and_prune_run_as_the_tenant(
         repo.release(world.installation, "app", values={"message": "two", "broken": True})
         repo.commit("app breaks")
         world.reset_calls()
-        code, result, _ = apply_in_pod(world, mount)
+        api_log = tmp_path / "api.log"
+        code, result, _ = apply_in_pod(world, mount, api_log=api_log)
         assert code == 1
         status, message = outcomes(result)["app"]
         assert status == "failed"
         assert "rolled back to revision 1, the last one deployed" in message, message
         assert "remediation failed" not in message
+        # The reconciler signs the revision the rollback wrote as the tenant, too (a LIST and
+        # a PATCH of the team's release Secrets); everything else it sends is its own.
+        entries = [json.loads(line) for line in api_log.read_text().splitlines()]
+        impersonated = [e for e in entries if "as" in e]
+        assert {e["as"] for e in impersonated} == {f"system:serviceaccount:{team}:deployer"}
+        assert {e["verb"] for e in impersonated} == {"list", "patch"}
+        assert all(e["path"].startswith(f"/api/v1/namespaces/{team}/secrets") for e in impersonated)
+        assert not any(e["verb"] == "patch" for e in entries if "as" not in e)
 
         repo.release(world.installation, "app", values={"message": "three"})
         repo.commit("app fixed")
