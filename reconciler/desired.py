@@ -98,7 +98,11 @@ def desired_state(
         for release in sorted(inst.releases, key=lambda r: r.name)
     )
     return DesiredState(
-        installation=inst.name, revision=env.revision, policy=inst.policy, releases=releases
+        installation=inst.name,
+        revision=env.revision,
+        policy=inst.policy,
+        releases=releases,
+        service_account=inst.service_account,
     )
 
 
@@ -289,6 +293,7 @@ def _desired_release(
         ref=release.ref,
         adopt=release.adopt,
         drift_ignore=project.drift_ignore,
+        service_account=project.service_account or inst.service_account,
     )
     return replace(desired, values_problem=problem) if problem else desired
 

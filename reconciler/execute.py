@@ -251,12 +251,20 @@ class _Runner:
         elif action.kind in ("unlock", "rollback") and action.revision:
             self._rollback(action, action.revision)
         else:
-            self.helm.uninstall(action.release, action.namespace, self.policy)
+            self._uninstall(action)
 
     def _rollback(self, action: Action, target: int) -> None:
-        self.helm.rollback(action.release, action.namespace, target, self.policy)
+        self.helm.rollback(
+            action.release, action.namespace, target, self.policy,
+            service_account=action.service_account,
+        )  # fmt: skip
         # helm copied the target's labels: sign the new revision as the reconciler's own.
         self.proof.after_rollback(action.namespace, action.release, target)
+
+    def _uninstall(self, action: Action) -> None:
+        self.helm.uninstall(
+            action.release, action.namespace, self.policy, service_account=action.service_account
+        )
 
     def _next_revision(self, action: Action) -> int:
         """The number helm will give the revision it writes: the latest one plus one."""
@@ -289,7 +297,7 @@ class _Runner:
                 return f"; rolled back to revision {action.rollback_to}, the last one deployed"
             if action.foreign_deployed:
                 return "; not remediated: the deployed revision was not written by the reconciler"
-            self.helm.uninstall(action.release, action.namespace, self.policy)
+            self._uninstall(action)
             return "; uninstalled (remediation)"
         except ReconcilerError as error:
             return f"; remediation failed too: {self.mask(str(error))}"

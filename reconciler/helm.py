@@ -21,10 +21,12 @@ import yaml
 
 from reconciler import proc, scratch
 from reconciler.errors import CommandError, HelmError
+from reconciler.kube import service_account_identity
 from reconciler.model import (
     LABEL_DIGEST,
     LABEL_INSTALLATION,
     LABEL_MANAGED_BY,
+    LABEL_SERVICE_ACCOUNT,
     MANAGED_BY,
     ChartRef,
     DesiredRelease,
@@ -36,6 +38,18 @@ VERSION_PATTERN = re.compile(r"v?(\d+)\.(\d+)\.(\d+)")
 # helm's words when the release's namespace is missing, e.g.
 # `create: failed to create: namespaces "apps" not found`.
 MISSING_NAMESPACE = re.compile(r'namespaces "([^"]+)" not found')
+# The API server's refusal, e.g. `User "system:serviceaccount:team:deployer" cannot create
+# resource "deployments" in API group "apps" in the namespace "team"`. Every part is matched
+# by a narrow class: only these words of helm's (untrusted) text reach the summary.
+_NAME = r"[a-z0-9][-a-z0-9.:]{0,252}"
+FORBIDDEN = re.compile(
+    rf'User "(?P<user>{_NAME})" cannot (?P<verb>[a-z]{{1,32}}) resource "(?P<resource>[a-z0-9/]{{1,128}})"'
+    rf'(?: in API group "(?P<group>[a-z0-9.-]{{0,253}})")?'
+    rf'(?: in the namespace "(?P<namespace>[a-z0-9-]{{1,63}})")?'
+)
+# What helm 3 and 4 print when the API server refuses the impersonation itself: its first
+# request (the reachability check) fails, and helm drops the reason ("unknown").
+UNREACHABLE = re.compile(r"[Kk]ubernetes cluster unreachable")
 DESCRIPTION_LIMIT = 240
 
 
@@ -124,6 +138,9 @@ class Helm:
         # truth, as helm 3's three-way merge makes it, so those fields are taken back.
         force = ["--force-conflicts"] if self.major >= 4 and not fresh else []
         chart = [str(chart_file)] if chart_file else self._chart_args(release.chart)
+        account = (
+            {LABEL_SERVICE_ACCOUNT: release.service_account} if release.service_account else {}
+        )
         with _values_file(release.values) as values_path:
             argv = [
                 *command, release.name, *chart,
@@ -131,7 +148,7 @@ class Helm:
                 # helm's --create-namespace doubles the CPU time of every install.
                 "--namespace", release.namespace,
                 "--values", str(values_path),
-                "--labels", self._labels(installation, release.digest, proof or {}),
+                "--labels", self._labels(installation, release.digest, {**account, **(proof or {})}),
                 "--description", description[:DESCRIPTION_LIMIT],
                 *reset,
                 *history,
@@ -143,11 +160,20 @@ class Helm:
                 "--disable-openapi-validation",
                 *self._wait_args(policy.wait),
             ]  # fmt: skip
-            self._run(argv, policy.timeout_seconds)
+            self._run_for(release.namespace, release.service_account, argv, policy.timeout_seconds)
 
-    def rollback(self, name: str, namespace: str, revision: int | None, policy: Policy) -> None:
+    def rollback(
+        self,
+        name: str,
+        namespace: str,
+        revision: int | None,
+        policy: Policy,
+        *,
+        service_account: str | None,
+    ) -> None:
         """Not stopped on shutdown: helm 3 has no SIGTERM handling in rollback, so a stopped
-        one stays `pending-rollback`; without --wait it ends within seconds anyway."""
+        one stays `pending-rollback`; without --wait it ends within seconds anyway.
+        Runs as `service_account` of `namespace` (None: the reconciler itself)."""
 
         argv = ["rollback", name, *([str(revision)] if revision else []), "--namespace", namespace]
         argv += [
@@ -156,15 +182,18 @@ class Helm:
             "--timeout",
             f"{policy.timeout_seconds}s",
         ]
-        self._run(argv, policy.timeout_seconds, cancellable=False)
+        self._run_for(namespace, service_account, argv, policy.timeout_seconds, cancellable=False)
 
-    def uninstall(self, name: str, namespace: str, policy: Policy) -> None:
-        """Not stopped on shutdown either: a stopped helm 3 leaves the release `uninstalling`."""
+    def uninstall(
+        self, name: str, namespace: str, policy: Policy, *, service_account: str | None
+    ) -> None:
+        """Not stopped on shutdown either: a stopped helm 3 leaves the release `uninstalling`.
+        Runs as `service_account` of `namespace` (None: the reconciler itself)."""
 
         # A failed first install may have left nothing behind: nothing to remove is fine.
         argv = ["uninstall", name, "--namespace", namespace, "--ignore-not-found"]
         argv += ["--timeout", f"{policy.timeout_seconds}s"]
-        self._run(argv, policy.timeout_seconds, cancellable=False)
+        self._run_for(namespace, service_account, argv, policy.timeout_seconds, cancellable=False)
 
     def pull(self, chart: ChartRef, into: Path, timeout_seconds: int) -> Path:
         """Download a chart archive once, for several releases to install from.
@@ -173,7 +202,7 @@ class Helm:
         version as a range in classic repositories: `1.2.3` finds `1.2.3+build.5`)."""
 
         argv = ["pull", *self._chart_args(chart), "--destination", str(into)]
-        self._run(argv, timeout_seconds)
+        self._run(argv, timeout_seconds, identity=[])  # a registry download: no cluster access
         archives = list(into.glob("*.tgz"))
         if len(archives) != 1:
             raise HelmError(
@@ -211,13 +240,50 @@ class Helm:
         }
         return ",".join(f"{k}={v}" for k, v in labels.items())
 
-    def _run(self, argv: Sequence[str], timeout_seconds: int, cancellable: bool = True) -> None:
+    def _run_for(
+        self,
+        namespace: str,
+        service_account: str | None,
+        argv: Sequence[str],
+        timeout_seconds: int,
+        cancellable: bool = True,
+    ) -> None:
+        """Run a helm command on a release of `namespace`: the one way every such command
+        (install, upgrade, rollback, uninstall, test) reaches helm, so that each runs as the
+        release's ServiceAccount. Raises HelmError; a refusal of the API server to that
+        account becomes one line naming the verb, the resource and the account."""
+
+        try:
+            identity = impersonation(namespace, service_account)
+            self._run(argv, timeout_seconds, cancellable, identity=identity)
+        except HelmError as error:
+            if service_account is None:
+                raise
+            refused = _refusal(str(error), namespace, service_account)
+            if refused is None:
+                raise
+            raise HelmError(refused) from error
+
+    def _run(
+        self,
+        argv: Sequence[str],
+        timeout_seconds: int,
+        cancellable: bool = True,
+        *,
+        identity: Sequence[str],
+    ) -> None:
+        """`identity`: the impersonation flags (`_run_for`), explicitly [] for a command that
+        touches no release; a required keyword, so that no release command can forget it."""
+
         self.counter.add()
         # helm gets its own timeout first; ours is the backstop that sends SIGTERM.
         cancel = self.cancel if cancellable else None
         try:
             proc.run(
-                [self.binary, *argv], env=self.env, timeout=timeout_seconds + 30, cancel=cancel
+                [self.binary, *argv, *identity],
+                env=self.env,
+                timeout=timeout_seconds + 30,
+                cancel=cancel,
             )
         except CommandError as error:
             what = " ".join(argv[:3] if argv[0] == "upgrade" else argv[:2])
@@ -228,6 +294,47 @@ class Helm:
 
 
 MAX_CHART_YAML_BYTES = 1024 * 1024
+
+
+def impersonation(namespace: str, service_account: str | None) -> list[str]:
+    """helm's flags to act as ServiceAccount `service_account` of `namespace`, with the groups
+    Kubernetes gives a real one (a tenant's RoleBinding may name either); [] for None."""
+
+    if not service_account:
+        return []
+    user, groups = service_account_identity(namespace, service_account)
+    return ["--kube-as-user", user, *(flag for g in groups for flag in ("--kube-as-group", g))]
+
+
+def _refusal(message: str, namespace: str, service_account: str) -> str | None:
+    """One line for the API server's refusal in `message`, or None when it holds none.
+
+    The reconciler's own identity refused to impersonate: the deploy chart does not list
+    the account. The account itself refused: its Role lacks the verb, or the account does
+    not exist (impersonating a missing account is allowed; it just holds no rights)."""
+
+    account = f"ServiceAccount {namespace}/{service_account}"
+    listed = "list it in the deploy chart's rbac.lockdown.serviceAccounts"
+    match = FORBIDDEN.search(message)
+    if match is None:
+        if UNREACHABLE.search(message):
+            return (
+                f"the reconciler cannot act as {account}: helm found the cluster unreachable as "
+                f"that account, as when the reconciler may not impersonate it; {listed} (or "
+                "check that the API server is up)"
+            )
+        return None
+    user, _ = service_account_identity(namespace, service_account)
+    resource = match["resource"] + (f".{match['group']}" if match["group"] else "")
+    where = f" in namespace {match['namespace']}" if match["namespace"] else " cluster-wide"
+    if match["verb"] == "impersonate":
+        return f"the reconciler may not impersonate {account}: {listed}"
+    if match["user"] != user:
+        return None
+    return (
+        f"{account} may not {match['verb']} {resource}{where}: grant it in a Role bound to "
+        f"that ServiceAccount (or create the ServiceAccount if it does not exist)"
+    )
 
 
 def archive_version(archive: Path) -> str | None:

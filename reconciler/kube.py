@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from urllib.parse import quote
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
+from urllib3 import HTTPHeaderDict
 
 from reconciler.errors import KubeError
 
@@ -47,6 +48,16 @@ EVENTS = Resource("v1", "events")
 NAMESPACES = Resource("v1", "namespaces")
 LEASES = Resource("coordination.k8s.io/v1", "leases")
 
+
+def service_account_identity(namespace: str, name: str) -> tuple[str, tuple[str, ...]]:
+    """The user name and groups the API server gives ServiceAccount `namespace/name`: what
+    the reconciler impersonates to act as it (helm --kube-as-user/--kube-as-group, or
+    `Kube.impersonating`)."""
+
+    groups = ("system:serviceaccounts", f"system:serviceaccounts:{namespace}")
+    return f"system:serviceaccount:{namespace}:{name}", groups
+
+
 VERBS = {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
 
 
@@ -62,8 +73,9 @@ class Kube:
         self._reload = reload
         self._lock = threading.Lock()
         self.calls = 0
+        self._impersonate: tuple[str, tuple[str, ...]] | None = None
         # RECONCILER_API_LOG names a file that gets one line per request: the verb and the
-        # path, nothing of the body. The RBAC test compares them with the deploy chart's rules.
+        # path (and `as`, the impersonated user), nothing of the body. The RBAC test compares them with the deploy chart's rules.
         self.request_log = os.environ.get("RECONCILER_API_LOG", "")
 
     @classmethod
@@ -86,6 +98,24 @@ class Kube:
 
         return cls(load(), load)
 
+    @property
+    def _acting_as(self) -> str:
+        """Whose rights a refusal is about, for its hint."""
+
+        if self._impersonate is None:
+            return "the reconciler's service account"
+        return f"{self._impersonate[0]} (impersonated)"
+
+    def impersonating(self, user: str, groups: Sequence[str]) -> Kube:
+        """A client on the same connection whose requests act as `user` in `groups`
+        (Impersonate-User and Impersonate-Group headers): e.g. to read a release's live
+        objects with the rights of its ServiceAccount (see `service_account_identity`).
+        The reconciler's own identity needs `impersonate` on that user and those groups."""
+
+        twin = Kube(self._api, self._reload)
+        twin._impersonate = (user, tuple(groups))
+        return twin
+
     def request(
         self,
         method: str,
@@ -100,8 +130,11 @@ class Kube:
         with self._lock:
             self.calls += 1
             if self.request_log:
+                entry = {"verb": verb, "path": path}
+                if self._impersonate is not None:
+                    entry["as"] = self._impersonate[0]  # not the reconciler's own right
                 with open(self.request_log, "a", encoding="utf-8") as log:
-                    log.write(json.dumps({"verb": verb, "path": path}) + "\n")
+                    log.write(json.dumps(entry) + "\n")
         try:
             return self._send(method, path, query, body, accept, content_type, verb)
         except KubeError as error:
@@ -128,13 +161,13 @@ class Kube:
             )
             response.read()  # type: ignore[no-untyped-call]
         except ApiException as error:
-            raise _explain(verb, method, path, error) from error
+            raise _explain(verb, method, path, error, self._acting_as) from error
         except Exception as error:  # urllib3 connection failures and the like
             raise KubeError(
                 f"cannot reach the Kubernetes API for {method} {path}: {error}"
             ) from error
         if response.status >= 400:
-            raise _explain(verb, method, path, ApiException(http_resp=response))
+            raise _explain(verb, method, path, ApiException(http_resp=response), self._acting_as)
         parsed: JsonObject = json.loads(response.data or b"{}")
         return parsed
 
@@ -178,7 +211,7 @@ class Kube:
         query: Mapping[str, str | int] | None,
         accept: str,
         content_type: str,
-    ) -> tuple[str, dict[str, str]]:
+    ) -> tuple[str, Mapping[str, str]]:
         headers = {"Accept": accept, "Content-Type": content_type}
         _, url, headers, _, _ = self._api.param_serialize(
             method=method,
@@ -187,7 +220,16 @@ class Kube:
             header_params=headers,
             auth_settings=["BearerToken"],
         )
-        return url, headers
+        if self._impersonate is None:
+            return url, headers
+        # A plain dict holds one value a name; the API server reads each group from its own
+        # Impersonate-Group header line.
+        user, groups = self._impersonate
+        multi = HTTPHeaderDict(headers)
+        multi["Impersonate-User"] = user
+        for group in groups:
+            multi.add("Impersonate-Group", group)
+        return url, multi
 
 
 def ensure_namespace(kube: Kube, name: str) -> None:
@@ -243,7 +285,7 @@ def in_cluster_kubeconfig(folder: Path) -> str:
     return str(path)
 
 
-def _explain(verb: str, method: str, path: str, error: ApiException) -> KubeError:
+def _explain(verb: str, method: str, path: str, error: ApiException, acting_as: str) -> KubeError:
     status = int(error.status or 0)
     message = ""
     try:
@@ -251,7 +293,7 @@ def _explain(verb: str, method: str, path: str, error: ApiException) -> KubeErro
     except (ValueError, AttributeError):
         message = str(error.body or error.reason or "")
     if status == 403:
-        hint = f"grant the '{verb}' verb on this resource to the reconciler's service account"
+        hint = f"grant the '{verb}' verb on this resource to {acting_as}"
         return KubeError(f"forbidden: {message or method + ' ' + path}; {hint}", status)
     if status == 401:
         return KubeError(

@@ -21,10 +21,19 @@ LABEL_MANAGED_BY = "managed-by"
 MANAGED_BY = "reconciler"
 LABEL_INSTALLATION = "reconciler-installation"
 LABEL_DIGEST = "reconciler-digest"
+# The ServiceAccount helm ran as when it wrote the revision: how a prune (the release is no
+# longer declared) knows whom to uninstall it as. Only ever a name inside the release's
+# own namespace (see reconciler.helm.impersonation).
+LABEL_SERVICE_ACCOUNT = "reconciler-service-account"
 
 Values = dict[str, Any]
 Remediation = Literal["rollback", "uninstall", "none"]
 DriftPolicy = Literal["correct", "warn", "off"]
+
+# A ServiceAccount name (a DNS-1123 subdomain), as the schemas accept it.
+SERVICE_ACCOUNT_NAME = re.compile(
+    r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+)
 
 REF_PLACEHOLDER = re.compile(r"\{ref(?::(\d+))?\}")
 
@@ -70,6 +79,9 @@ class Project:
     depends_on: tuple[str, ...] = ()
     path: str = ""
     drift_ignore: tuple[DriftIgnore, ...] = ()
+    # The ServiceAccount of the release's namespace that helm runs as (None: the
+    # installation's default, else the reconciler's own identity).
+    service_account: str | None = None
 
 
 @dataclass(frozen=True)
@@ -88,6 +100,8 @@ class Policy:
     pending_timeout_seconds: int = 600
     # Live drift found on a full resync: re-apply the release, only report it, or not look.
     drift: DriftPolicy = "correct"
+    # Every release must run as a ServiceAccount of its namespace; one without is held.
+    lockdown: bool = False
 
 
 @dataclass(frozen=True)
@@ -129,6 +143,9 @@ class Installation:
     values_from: ValuesFrom = field(default_factory=ValuesFrom)
     releases: tuple[Release, ...] = ()
     path: str = ""
+    # The ServiceAccount (a name, looked up in each release's namespace) of releases whose
+    # project names none; also whom a pruned release without a recorded one is removed as.
+    service_account: str | None = None
 
 
 @dataclass(frozen=True)
@@ -173,6 +190,9 @@ class DesiredRelease:
     adopt: bool = False
     # The project's live-drift ignore rules (not part of what helm is given, so not digested).
     drift_ignore: tuple[DriftIgnore, ...] = field(default=(), compare=False)
+    # The ServiceAccount of `namespace` every helm command for this release runs as
+    # (impersonated); None runs helm with the reconciler's own identity.
+    service_account: str | None = None
     # The digest keyed with the installation's key (see reconciler.trust); set by the
     # engine before planning, so that no label reveals the values it covers.
     keyed_digest: str | None = field(default=None, compare=False)
@@ -210,3 +230,6 @@ class DesiredState:
     revision: str
     policy: Policy
     releases: tuple[DesiredRelease, ...]
+    # The installation's default ServiceAccount: whom a pruned release is uninstalled as
+    # when its revision records none.
+    service_account: str | None = None

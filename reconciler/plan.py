@@ -15,7 +15,13 @@ from typing import Any, Literal
 
 from reconciler.drift import LiveDrift
 from reconciler.errors import ReconcilerError
-from reconciler.model import DesiredRelease, DesiredState, Policy
+from reconciler.model import (
+    LABEL_SERVICE_ACCOUNT,
+    SERVICE_ACCOUNT_NAME,
+    DesiredRelease,
+    DesiredState,
+    Policy,
+)
 from reconciler.observe import PENDING, ReleaseState, Revision
 from reconciler.repo import helmyaml
 
@@ -48,6 +54,9 @@ class Action:
     rollback_to: int | None = None
     # A deployed revision exists that is not the reconciler's: never uninstall over it.
     foreign_deployed: bool = False
+    # The ServiceAccount of `namespace` that helm runs as for this step (None: the
+    # reconciler's own identity): the desired release's, or for a prune the recorded one.
+    service_account: str | None = None
 
     @property
     def key(self) -> Key:
@@ -92,6 +101,9 @@ class Options:
     # Release names (or namespace/name) to take over although they are not ours; `*`
     # takes over every declared release (once, e.g. releases from before signing).
     adopt: frozenset[str] = frozenset()
+    # Every release must run as a ServiceAccount of its namespace (--lockdown; the deploy
+    # chart's lockdown mode sets it), whatever the installation's policy.lockdown says.
+    lockdown: bool = False
 
     def adopts(self, release: DesiredRelease) -> bool:
         named = {release.name, f"{release.namespace}/{release.name}", "*"}
@@ -155,7 +167,11 @@ def plan(
     blocked: dict[str, bool] = {}
     for release in topological(desired.releases):
         key = (release.namespace, release.name)
-        out_of_reach = _out_of_reach(release, options, unreadable) or _bad_values(release)
+        out_of_reach = (
+            _out_of_reach(release, options, unreadable)
+            or _no_identity(release, desired, options)
+            or _bad_values(release)
+        )
         if out_of_reach:
             blocked[release.name] = out_of_reach.gave_up
             held.append(out_of_reach)
@@ -244,6 +260,20 @@ def _out_of_reach(
         )
         return Hold(release.name, namespace, reason)
     return None
+
+
+def _no_identity(release: DesiredRelease, desired: DesiredState, options: Options) -> Hold | None:
+    """In lockdown no chart runs with the reconciler's own rights: a release with no
+    ServiceAccount to run as waits for one to be declared."""
+
+    if release.service_account or not (desired.policy.lockdown or options.lockdown):
+        return None
+    reason = (
+        f"lockdown: no ServiceAccount to run helm as in namespace {release.namespace}; set "
+        f"serviceAccount in the project {release.project} or in the installation "
+        f"{desired.installation}"
+    )
+    return Hold(release.name, release.namespace, reason, gave_up=True)
 
 
 def _bad_values(release: DesiredRelease) -> Hold | None:
@@ -568,7 +598,36 @@ def _prune(
         )
         return [], [*holds, *(Hold(s.name, s.namespace, reason) for s in leaving)]
     reason = "no longer declared in the environments repo"
-    return [Action("uninstall", s.name, s.namespace, reason) for s in leaving], holds
+    lockdown = policy.lockdown or options.lockdown
+    actions = []
+    for s in leaving:
+        account = recorded_service_account(s) or desired.service_account
+        if account is None and lockdown:
+            holds.append(Hold(s.name, s.namespace, _no_prune_identity(s, desired.installation)))
+        else:
+            actions.append(
+                Action("uninstall", s.name, s.namespace, reason, service_account=account)
+            )
+    return actions, holds
+
+
+def recorded_service_account(state: ReleaseState) -> str | None:
+    """The ServiceAccount the latest revision was written as, when it names a valid one.
+
+    Read from a label the tenant could rewrite: it can only name another account of the
+    same namespace (helm.impersonation builds the identity from the release's namespace),
+    and only one the reconciler is allowed to impersonate."""
+
+    name = state.labels.get(LABEL_SERVICE_ACCOUNT, "")
+    return name if SERVICE_ACCOUNT_NAME.fullmatch(name) else None
+
+
+def _no_prune_identity(state: ReleaseState, installation: str) -> str:
+    return (
+        f"no longer declared; lockdown: revision {state.latest.number} records no ServiceAccount "
+        f"and the installation {installation} sets no serviceAccount to uninstall it as; set "
+        "one, or helm uninstall it by hand"
+    )
 
 
 def topological(releases: Sequence[DesiredRelease]) -> list[DesiredRelease]:
@@ -623,7 +682,8 @@ def _with_dependencies(
     """Only dependencies that act in this pass are worth waiting for."""
 
     deps = tuple(d for d in release.depends_on if d in acting)
-    return [dataclasses.replace(step, depends_on=deps) for step in steps]
+    account = release.service_account
+    return [dataclasses.replace(step, depends_on=deps, service_account=account) for step in steps]
 
 
 def _waiting(deps: Sequence[str]) -> str:

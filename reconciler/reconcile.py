@@ -18,7 +18,14 @@ from reconciler.driftcheck import check_drift
 from reconciler.errors import ReconcilerError
 from reconciler.execute import Outcome, Proof, execute
 from reconciler.helm import Helm
-from reconciler.kube import CONFIGMAPS, SECRETS, JsonObject, Kube, ensure_namespace
+from reconciler.kube import (
+    CONFIGMAPS,
+    SECRETS,
+    JsonObject,
+    Kube,
+    ensure_namespace,
+    service_account_identity,
+)
 from reconciler.masking import SecretMask, scalars
 from reconciler.model import DesiredState, Environments, ValuesFrom
 from reconciler.observe import (
@@ -236,13 +243,23 @@ def apply_pass(
         if kube and create_namespaces:
             ensure_namespace(kube, name)
 
+    # A rollback's revision is signed as the account helm ran as: in lockdown the
+    # reconciler itself may only read release history, not write it.
+    accounts = {a.key: a.service_account for a in the_plan.actions}
+
+    def sign(kube: Kube, signer: Signer, namespace: str, name: str, target: int) -> None:
+        account = accounts.get((namespace, name))
+        if account:
+            kube = kube.impersonating(*service_account_identity(namespace, account))
+        sign_rollback(kube, signer, namespace, name, target)
+
     proof = Proof()
     signer = observation.signer
     if signer is not None and signer.has_key:
         proof = Proof(
             labels=signer.labels,
             after_rollback=lambda ns, name, target: (
-                sign_rollback(kube, signer, ns, name, target) if kube else None
+                sign(kube, signer, ns, name, target) if kube else None
             ),
         )
     policy = observation.desired.policy
@@ -373,7 +390,8 @@ class Engine:
                 on_outcome,
                 proceed,
                 self.kube,
-                create_namespaces=not self.options.namespaces,
+                # In lockdown a release's namespace holds its ServiceAccount: it exists.
+                create_namespaces=not self.options.namespaces and not self.options.lockdown,
             )
             # The status should say what helm holds now, not what it held before.
             index = read_index(self.kube, sorted(self.options.namespaces), observation.signer)

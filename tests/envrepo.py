@@ -137,10 +137,13 @@ class EnvRepo:
         depends_on: tuple[str, ...] = (),
         values: dict[str, Any] | None = None,
         version_template: str | None = None,
+        service_account: str | None = None,
     ) -> None:
         doc = project_document(
             name, namespace, self.chart_repository, chart, depends_on, values, version_template
         )
+        if service_account:
+            doc["serviceAccount"] = service_account
         self.write(f"projects/{name}.yaml", doc)
 
     def installation(
@@ -150,8 +153,11 @@ class EnvRepo:
         values: dict[str, Any] | None = None,
         values_from: dict[str, Any] | None = None,
         labels: dict[str, str] | None = None,
+        service_account: str | None = None,
     ) -> None:
         doc = installation_document(name, labels, values, values_from, policy)
+        if service_account:
+            doc["serviceAccount"] = service_account
         self.write(f"installations/{name}/installation.yaml", doc)
 
     def release(

@@ -84,6 +84,14 @@ def add_cluster_flags(parser: argparse.ArgumentParser) -> None:
         "default: the whole cluster)",
     )
     group.add_argument(
+        "--lockdown",
+        action="store_true",
+        default=env("RECONCILER_LOCKDOWN", "") in ("1", "true"),
+        help="every release runs helm as a ServiceAccount of its namespace (the project's or "
+        "installation's serviceAccount); one without is held, whatever policy.lockdown says; "
+        "creates no namespace (env RECONCILER_LOCKDOWN; the deploy chart's rbac.lockdown sets it)",
+    )
+    group.add_argument(
         "--full",
         action="store_true",
         help="decode every declared release to find changes made by hand (a full resync)",
@@ -144,6 +152,7 @@ def wiring(args: argparse.Namespace) -> Wiring:
         force_prune=args.force_prune,
         namespaces=parse_namespaces(args.namespaces),
         adopt=frozenset(getattr(args, "adopt", None) or ()),
+        lockdown=bool(getattr(args, "lockdown", False)),
     )
     refuse_secrets_in_argv(args.repo)
     if len(args.installation) > MAX_LABEL or not DNS_LABEL.fullmatch(args.installation):
@@ -192,6 +201,8 @@ def plan_rows(the_plan: Plan) -> list[dict[str, Any]]:
                 "chart": f"{desired.chart.name} {desired.chart.version}" if desired else "",
                 "action": action.kind,
                 "reason": action.reason,
+                # Whom helm runs as (None: the reconciler itself); JSON only.
+                "service_account": action.service_account,
             }
         )
     for hold in the_plan.held:

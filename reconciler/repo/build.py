@@ -30,6 +30,7 @@ _POLICY_FIELDS = {
     "wait": "wait",
     "pendingTimeoutSeconds": "pending_timeout_seconds",
     "drift": "drift",
+    "lockdown": "lockdown",
 }
 
 
@@ -76,6 +77,7 @@ def _project(document: Document) -> Project:
             DriftIgnore(rule["kind"], tuple(rule["paths"]), rule.get("name", ""))
             for rule in data.get("driftIgnore", ())
         ),
+        service_account=data.get("serviceAccount"),
     )
 
 
@@ -105,6 +107,7 @@ def _installation(document: Document, releases: tuple[Release, ...]) -> Installa
         values_from=_values_from(data.get("valuesFrom", {})),
         releases=releases,
         path=document.source.path,
+        service_account=data.get("serviceAccount"),
     )
 
 

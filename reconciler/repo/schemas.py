@@ -50,6 +50,7 @@ _HINTS: dict[tuple[Kind, str], str] = {
     ("Project", "name"): _DNS_LABEL + "; rename the file and the name",
     ("Project", "namespace"): _DNS_LABEL,
     ("Project", "dependsOn.*"): _DNS_LABEL,
+    ("Project", "serviceAccount"): _DNS_SUBDOMAIN,
     ("Project", "chart.repository"): _REPOSITORY,
     ("Project", "chart.name"): "is not a chart name: letters, digits, '.', '_' and '-'",
     ("Project", "chart.versionTemplate"): "must be 1 to 128 characters, e.g. 1.0.0-g{ref}",
@@ -60,6 +61,7 @@ _HINTS: dict[tuple[Kind, str], str] = {
     ("Project", "driftIgnore.*.kind"): "is not a kind: write e.g. Deployment, or * for every kind",
     ("Installation", "name"): _DNS_LABEL + "; rename the folder and the name",
     ("Installation", "chartRepository"): _REPOSITORY,
+    ("Installation", "serviceAccount"): _DNS_SUBDOMAIN,
     ("Installation", "labels.*"): (
         "is not a Kubernetes label value: at most 63 characters of letters, digits,"
         " '-', '_' and '.', starting and ending with a letter or digit"

@@ -358,6 +358,125 @@ def test_namespaced_custom_rules_leave_out_what_a_role_cannot_confine(
         assert role["rules"] == [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]
 
 
+LOCKDOWN = {
+    "lockdown": {
+        "enabled": True,
+        "serviceAccounts": [
+            {"namespace": "team-a", "name": "deployer"},
+            {"namespace": "team-a", "name": "jobs"},
+            {"namespace": "team-b", "name": "deployer"},
+        ],
+    }
+}
+
+
+def test_lockdown_grants_impersonation_of_the_listed_accounts_and_no_chart_rights(
+    render_documents: Callable[..., list[dict[str, Any]]],
+) -> None:
+    documents = render_documents(rbac=LOCKDOWN)
+    names = {(d["kind"], d["metadata"]["name"]) for d in documents}
+    assert not any(name.endswith("-managed") for _, name in names), "no managedResources"
+    roles = _in_namespaces(documents, "Role", "reconciler-rc-reconciler-impersonate")
+    assert {ns: role["rules"] for ns, role in roles.items()} == {
+        "team-a": [{"apiGroups": [""], "resources": ["serviceaccounts"],
+                    "resourceNames": ["deployer", "jobs"], "verbs": ["impersonate"]}],
+        "team-b": [{"apiGroups": [""], "resources": ["serviceaccounts"],
+                    "resourceNames": ["deployer"], "verbs": ["impersonate"]}],
+    }  # fmt: skip
+    bindings = _in_namespaces(documents, "RoleBinding", "reconciler-rc-reconciler-impersonate")
+    assert set(bindings) == {"team-a", "team-b"}
+    assert all(b["subjects"] == SUBJECTS for b in bindings.values())
+    (groups,) = [d for d in documents if d["metadata"]["name"].endswith("-impersonate-groups")
+                 and d["kind"] == "ClusterRole"]  # fmt: skip
+    assert groups["rules"] == [
+        {"apiGroups": [""], "resources": ["groups"], "verbs": ["impersonate"],
+         "resourceNames": ["system:serviceaccounts", "system:serviceaccounts:team-a",
+                           "system:serviceaccounts:team-b"]}
+    ]  # fmt: skip
+    # Whatever the reconciler may do with Secrets cluster-wide is read-only history.
+    for document in documents:
+        if document["kind"] in ("ClusterRole", "Role"):
+            for rule in document["rules"]:
+                if "secrets" in rule["resources"] and document["metadata"].get("namespace") not in (
+                    "reconciler",
+                ):
+                    assert set(rule["verbs"]) <= {"get", "list"}, document["metadata"]
+    (deployment,) = [d for d in documents if d["kind"] == "Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert _env(container)["RECONCILER_LOCKDOWN"] == "true"
+
+
+def test_namespaced_lockdown_may_impersonate_any_account_of_those_namespaces_only(
+    render_documents: Callable[..., list[dict[str, Any]]],
+) -> None:
+    rbac = {**NAMESPACED, "lockdown": {"enabled": True}}
+    documents = render_documents(rbac=rbac)
+    roles = _in_namespaces(documents, "Role", "reconciler-rc-reconciler-impersonate")
+    assert set(roles) == {"apps", "team-b"}
+    for role in roles.values():
+        assert role["rules"] == [
+            {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["impersonate"]}
+        ]
+    cluster_wide = [d for d in documents if d["kind"] == "ClusterRole"]
+    assert [rule["resources"] for d in cluster_wide for rule in d["rules"]] == [["groups"]]
+    assert not any(d["metadata"]["name"].endswith("-managed") for d in documents)
+
+
+def test_listed_accounts_without_lockdown_add_impersonation_to_the_managed_rights(
+    render_documents: Callable[..., list[dict[str, Any]]],
+) -> None:
+    accounts = LOCKDOWN["lockdown"]["serviceAccounts"]
+    documents = render_documents(rbac={"lockdown": {"enabled": False, "serviceAccounts": accounts}})
+    names = {d["metadata"]["name"] for d in documents}
+    assert "reconciler-rc-reconciler-managed" in names
+    roles = _in_namespaces(documents, "Role", "reconciler-rc-reconciler-impersonate")
+    assert set(roles) == {"team-a", "team-b"}
+    (deployment,) = [d for d in documents if d["kind"] == "Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert "RECONCILER_LOCKDOWN" not in _env(container)
+    assert not any(d["metadata"]["name"].endswith("-impersonate")
+                   for d in render_documents())  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("rbac", "values", "error"),
+    [
+        ({"lockdown": {"enabled": True}}, {}, "rbac.lockdown.serviceAccounts: list the"),
+        (
+            {"lockdown": {"enabled": True,
+                          "serviceAccounts": [{"namespace": "reconciler", "name": "x"}]}},
+            {},
+            "reconciler is the reconciler's own namespace",
+        ),
+        (
+            {"namespaces": ["apps"], "lockdown": {"enabled": True,
+                                                  "serviceAccounts": [{"namespace": "team-b",
+                                                                       "name": "x"}]}},
+            {},
+            "namespace team-b is not in rbac.namespaces",
+        ),
+        (
+            LOCKDOWN,
+            {"valuesFrom": {"namespace": "team-a", "secret": "values"}},
+            "valuesFrom.namespace: team-a is a tenant's namespace",
+        ),
+        (
+            {"lockdown": {"enabled": True,
+                          "serviceAccounts": [{"namespace": "kube-system", "name": "x"}]}},
+            {},
+            "/rbac/lockdown/serviceAccounts/0/namespace",
+        ),
+    ],
+)  # fmt: skip
+def test_lockdown_refuses_what_would_let_a_tenant_reach_the_reconcilers_secrets(
+    helm_exe: Path, tmp_path: Path, rbac: dict[str, Any], values: dict[str, Any], error: str
+) -> None:
+    settings = _merge(REQUIRED, {"rbac": rbac, **values})
+    result = _helm(helm_exe, "template", "rc", values=settings, tmp_path=tmp_path)
+    assert result.returncode != 0
+    assert error in result.stderr, result.stderr
+
+
 def test_cluster_wide_mode_sets_no_namespace_list(render: Callable[..., Objects]) -> None:
     assert "RECONCILER_NAMESPACES" not in _env(_container(render()))
 
