@@ -288,6 +288,8 @@ def _desired_release(
         depends_on=_depends_on(inst, project),
         ref=release.ref,
         adopt=release.adopt,
+        test=inst.policy.test if project.test is None else project.test,
+        crds=project.crds,
     )
     return replace(desired, values_problem=problem) if problem else desired
 

@@ -119,6 +119,8 @@ class Helm:
         command = ["install"] if fresh else ["upgrade", "--install"]
         reset = [] if fresh else ["--reset-values"]
         history = [] if fresh else ["--history-max", str(policy.history_max)]
+        # createReplace: the reconciler applied crds/ itself just before (reconciler.crds).
+        skip_crds = ["--skip-crds"] if release.crds in ("skip", "createReplace") else []
         chart = [str(chart_file)] if chart_file else self._chart_args(release.chart)
         with _values_file(release.values) as values_path:
             argv = [
@@ -131,6 +133,7 @@ class Helm:
                 "--description", description[:DESCRIPTION_LIMIT],
                 *reset,
                 *history,
+                *skip_crds,
                 "--timeout", f"{policy.timeout_seconds}s",
                 # The API server validates every object it is sent (helm 4's server-side
                 # apply rejects unknown fields; helm 3's client-side check only warns), so
@@ -139,6 +142,14 @@ class Helm:
                 *self._wait_args(policy.wait),
             ]  # fmt: skip
             self._run(argv, policy.timeout_seconds)
+
+    def test(self, release: DesiredRelease, policy: Policy) -> None:
+        """`helm test`: runs the chart's test hooks and waits for them up to the policy's
+        timeout. Raises HelmError (helm's words, unmasked) when a test fails or times out."""
+
+        argv = ["test", release.name, "--namespace", release.namespace]
+        argv += ["--timeout", f"{policy.timeout_seconds}s"]
+        self._run(argv, policy.timeout_seconds)
 
     def rollback(self, name: str, namespace: str, revision: int | None, policy: Policy) -> None:
         """Not stopped on shutdown: helm 3 has no SIGTERM handling in rollback, so a stopped

@@ -24,6 +24,10 @@ LABEL_DIGEST = "reconciler-digest"
 
 Values = dict[str, Any]
 Remediation = Literal["rollback", "uninstall", "none"]
+# What helm does with a chart's crds/ (Flux's names): `skip` passes --skip-crds, `create`
+# is helm's own behaviour (created on install, never changed), `createReplace` applies them
+# (created or replaced) before every install and upgrade.
+CrdPolicy = Literal["skip", "create", "createReplace"]
 
 REF_PLACEHOLDER = re.compile(r"\{ref(?::(\d+))?\}")
 
@@ -55,6 +59,9 @@ class Project:
     values: Values = field(default_factory=dict)
     depends_on: tuple[str, ...] = ()
     path: str = ""
+    # `helm test` after each install and upgrade: None follows the installation's policy.
+    test: bool | None = None
+    crds: CrdPolicy = "create"
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,8 @@ class Policy:
     history_max: int = 10
     wait: bool = False
     pending_timeout_seconds: int = 600
+    # Run `helm test` after each install and upgrade; a failing test fails the attempt.
+    test: bool = False
 
 
 @dataclass(frozen=True)
@@ -154,6 +163,9 @@ class DesiredRelease:
     values_problem: str | None = None
     # Take over a release of the same name that is not ours (`adopt: true`, or --adopt).
     adopt: bool = False
+    # `helm test` gates each install and upgrade (project override, else the policy).
+    test: bool = False
+    crds: CrdPolicy = "create"
     # The digest keyed with the installation's key (see reconciler.trust); set by the
     # engine before planning, so that no label reveals the values it covers.
     keyed_digest: str | None = field(default=None, compare=False)

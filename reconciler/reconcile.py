@@ -16,6 +16,7 @@ from reconciler.desired import ClusterValues, cluster_values_from_data, desired_
 from reconciler.errors import ReconcilerError
 from reconciler.execute import Outcome, Proof, execute
 from reconciler.helm import Helm
+from reconciler.helmtest import test_gate
 from reconciler.kube import CONFIGMAPS, SECRETS, JsonObject, Kube, ensure_namespace
 from reconciler.masking import SecretMask, scalars
 from reconciler.model import DesiredState, Environments, ValuesFrom
@@ -249,6 +250,7 @@ def apply_pass(
         probe if kube else None,
         namespace,
         proof,
+        verify=test_gate(helm, policy, kube),
     )
 
 

@@ -28,6 +28,7 @@ _POLICY_FIELDS = {
     "historyMax": "history_max",
     "wait": "wait",
     "pendingTimeoutSeconds": "pending_timeout_seconds",
+    "test": "test",
 }
 
 
@@ -70,6 +71,8 @@ def _project(document: Document) -> Project:
         values=data.get("values", {}),
         depends_on=tuple(data.get("dependsOn", ())),
         path=document.source.path,
+        test=data.get("test"),
+        crds=data.get("crds", "create"),
     )
 
 
