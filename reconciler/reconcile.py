@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 
+from reconciler.crds import crd_steps
 from reconciler.desired import ClusterValues, cluster_values_from_data, desired_state
 from reconciler.errors import ReconcilerError
 from reconciler.execute import Outcome, Proof, execute
@@ -240,6 +241,7 @@ def apply_pass(
             ),
         )
     policy = observation.desired.policy
+    prepare, check = crd_steps(kube)
     return execute(
         the_plan,
         helm,
@@ -251,6 +253,8 @@ def apply_pass(
         namespace,
         proof,
         verify=test_gate(helm, policy, kube),
+        prepare=prepare,
+        check=check,
     )
 
 

@@ -1,0 +1,168 @@
+"""A chart's crds/ per the project's `crds` policy, on the working cluster: a CRD version
+added in a new chart version reaches the cluster with `createReplace`, is reported (not
+passed silently) with `create`, and `skip` installs no CRD."""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from engine_world import World, daemon, wait_for
+from envrepo import project_document
+
+from testbed import KubeAPIError
+
+FAST = {"retries": 0, "retryBackoffSeconds": 1, "timeoutSeconds": 30}
+CRDS_PATH = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+
+
+def crd(group: str, versions: list[str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"widgets.{group}"},
+        "spec": {
+            "group": group,
+            "names": {"kind": "Widget", "plural": "widgets"},
+            "scope": "Namespaced",
+            "versions": [
+                {
+                    "name": version,
+                    "served": True,
+                    "storage": version == versions[0],
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "properties": {"spec": {"type": "object"}},
+                        }
+                    },
+                }
+                for version in versions
+            ],
+        },
+    }
+
+
+class CrdCharts:
+    """A chart of its own (name and CRD group unique to the test): 0.1.0 whose crds/ serves
+    v1, 0.2.0 that adds v2."""
+
+    def __init__(self, folder: Path, publish_chart: Any, helm: str) -> None:
+        token = secrets.token_hex(4)
+        self.chart = f"crd{token}"
+        self.group = f"g{token}.example.com"
+        self.name = f"widgets.{self.group}"
+        for version, served in (("0.1.0", ["v1"]), ("0.2.0", ["v1", "v2"])):
+            root = folder / version / self.chart
+            (root / "crds").mkdir(parents=True)
+            (root / "templates").mkdir()
+            (root / "Chart.yaml").write_text(
+                yaml.safe_dump({"apiVersion": "v2", "name": self.chart, "version": version})
+            )
+            (root / "crds" / "widgets.yaml").write_text(yaml.safe_dump(crd(self.group, served)))
+            (root / "templates" / "configmap.yaml").write_text(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: '{{ .Release.Name }}'}\n"
+            )
+            publish_chart(root, version, helm=helm)
+
+
+@pytest.fixture
+def charts(tmp_path: Path, publish_chart: Any, helm_binary: str, testbed: Any) -> Any:
+    made = CrdCharts(tmp_path / "charts", publish_chart, helm_binary)
+    yield made
+    with contextlib.suppress(KubeAPIError):  # never created (crds: skip)
+        testbed.admin.call("DELETE", f"{CRDS_PATH}/{made.name}")
+
+
+def served(world: World, name: str) -> list[str] | None:
+    try:
+        live = world.testbed.admin.call("GET", f"{CRDS_PATH}/{name}")
+    except KubeAPIError as error:
+        if error.status == 404:
+            return None
+        raise
+    return [v["name"] for v in live["spec"]["versions"] if v["served"]]
+
+
+def crd_project(world: World, charts: CrdCharts, policy: str | None, version: str) -> None:
+    document = project_document(
+        "widgets", world.namespace, world.repo.chart_repository, charts.chart
+    )
+    world.repo.write("projects/widgets.yaml", {**document, **({"crds": policy} if policy else {})})
+    world.repo.release(world.installation, "widgets", version=version)
+    world.repo.installation(world.installation, policy=FAST)
+    world.repo.commit(f"widgets {version}")
+
+
+@pytest.mark.helm3
+def test_create_replace_applies_a_new_crd_version_before_the_upgrade(
+    world: World, charts: CrdCharts
+) -> None:
+    crd_project(world, charts, "createReplace", "0.1.0")
+    code, result, stderr = world.apply()
+    assert code == 0, stderr
+    assert served(world, charts.name) == ["v1"]
+    assert f"created {charts.name}" in result["outcomes"][0]["message"]
+
+    crd_project(world, charts, "createReplace", "0.2.0")
+    world.reset_calls()
+    code, result, stderr = world.apply()
+    assert code == 0, stderr
+    (outcome,) = result["outcomes"]
+    assert outcome["result"] == "succeeded"
+    assert f"replaced {charts.name}" in outcome["message"]
+    assert outcome["warning"] == ""
+    assert served(world, charts.name) == ["v1", "v2"], "the new CRD version reached the cluster"
+    (upgrade,) = [c for c in world.helm_calls() if c.startswith("upgrade ")]
+    assert "--skip-crds" in upgrade.split(), "applied by the reconciler, not again by helm"
+
+
+@pytest.mark.helm3
+def test_create_reports_a_crd_that_helm_left_behind(world: World, charts: CrdCharts) -> None:
+    crd_project(world, charts, None, "0.1.0")
+    code, result, stderr = world.apply()
+    assert code == 0, stderr
+    assert served(world, charts.name) == ["v1"], "created on install, as helm does"
+    assert result["outcomes"][0]["warning"] == ""
+
+    crd_project(world, charts, None, "0.2.0")
+    code, result, stderr = world.apply()
+    assert code == 0, stderr
+    (outcome,) = result["outcomes"]
+    assert outcome["result"] == "succeeded", "helm's behaviour: the upgrade itself worked"
+    assert f"{charts.name}: version(s) v2 not in the cluster" in outcome["warning"]
+    assert outcome["warning"] in outcome["message"]
+    assert served(world, charts.name) == ["v1"], "create never changes an existing CRD"
+    status = world.cli("status", "-o", "json")
+    assert "v2 not in the cluster" in status.stdout, "status says so"
+
+
+def test_create_reports_a_differing_crd_as_a_warning_event(world: World, charts: CrdCharts) -> None:
+    crd_project(world, charts, "create", "0.1.0")
+    assert world.apply()[0] == 0
+    with daemon(world, name="crds"):
+        crd_project(world, charts, "create", "0.2.0")
+
+        def warnings() -> list[str]:
+            path = f"/api/v1/namespaces/{world.namespace}/events"
+            items = world.testbed.admin.call("GET", path)["items"]
+            return [e["message"] for e in items if e["reason"] == "CRDsDiffer"]
+
+        (message,) = wait_for(warnings, timeout=60)
+    assert "widgets: CRDs in the chart's crds/ differ" in message
+    assert f"{charts.name}: version(s) v2 not in the cluster" in message
+
+
+@pytest.mark.helm3
+def test_skip_installs_no_crd(world: World, charts: CrdCharts) -> None:
+    crd_project(world, charts, "skip", "0.1.0")
+    code, result, stderr = world.apply()
+    assert code == 0, stderr
+    assert served(world, charts.name) is None
+    assert result["outcomes"][0]["warning"] == ""
+    (install,) = [c for c in world.helm_calls() if c.startswith("install ")]
+    assert "--skip-crds" in install.split()
