@@ -31,8 +31,8 @@ import yaml
 from reconciler.errors import KubeError, ReconcilerError
 from reconciler.kube import JsonObject, Kube, Resource
 from reconciler.model import DesiredRelease
-from reconciler.observe import latest_revision, read_record
-from reconciler.plan import Action
+from reconciler.observe import ReleaseState, latest_revision, read_record
+from reconciler.plan import Action, Key
 
 CRDS = Resource("apiextensions.k8s.io/v1", "customresourcedefinitions")
 API_VERSION = "apiextensions.k8s.io/v1"
@@ -198,6 +198,30 @@ def crd_steps(
         )
 
     return prepare, check
+
+
+def deployed_differences(
+    kube: Kube, releases: Iterable[DesiredRelease], observed: Mapping[Key, ReleaseState]
+) -> list[tuple[DesiredRelease, list[str]]]:
+    """For each `create` release whose deployed record was decoded (a full resync), the CRDs
+    of its chart that the cluster serves differently (`plan --full` lists them). One GET
+    of the record and one per CRD; a record that cannot be read says so in the list."""
+
+    found = []
+    for release in releases:
+        state = observed.get((release.namespace, release.name))
+        if release.crds != "create" or state is None or state.detail is None:
+            continue
+        if state.latest.status != "deployed":
+            continue
+        try:
+            record = read_record(kube, release.namespace, state.latest.secret) or {}
+            differ = differences(kube, definitions(record_files(record)))
+        except ReconcilerError as error:
+            differ = [f"not compared: {error}"]
+        if differ:
+            found.append((release, differ))
+    return found
 
 
 def _latest_record(kube: Kube, release: DesiredRelease) -> Mapping[str, Any]:

@@ -140,6 +140,18 @@ def test_create_reports_a_crd_that_helm_left_behind(world: World, charts: CrdCha
     status = world.cli("status", "-o", "json")
     assert "v2 not in the cluster" in status.stdout, "status says so"
 
+    assert world.plan()[0] == 0, "a cheap plan decodes no record and reads no CRD"
+    code, planned = world.plan("--full")
+    assert code == 2, "plan --full: the cluster does not serve what the chart declares"
+    assert planned["actions"] == []
+    assert planned["crds"] == [
+        {
+            "release": "widgets",
+            "namespace": world.namespace,
+            "differences": [f"{charts.name}: version(s) v2 not in the cluster"],
+        }
+    ]
+
 
 def test_create_reports_a_differing_crd_as_a_warning_event(world: World, charts: CrdCharts) -> None:
     crd_project(world, charts, "create", "0.1.0")
