@@ -22,6 +22,7 @@ import binascii
 import copy
 import re
 import tarfile
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ MAX_TOTAL_BYTES = 32 * 1024 * 1024  # read from an archive before giving up
 MAX_MEMBERS = 10_000
 MAX_DOCUMENTS = 500
 SHOWN = 5
+CONFLICT_ATTEMPTS = 3
 # `crds/` of the chart or of a subchart unpacked under charts/ (helm installs both).
 _ARCHIVE_CRD = re.compile(r"^[^/]+(?:/charts/[^/]+)*/crds/.+\.(?:ya?ml|json)$")
 _RECORD_CRD = re.compile(r"^crds/.+\.(?:ya?ml|json)$")
@@ -145,21 +147,34 @@ def apply(kube: Kube, wanted: Iterable[JsonObject]) -> list[str]:
     changed = []
     for crd in wanted:
         name = crd["metadata"]["name"]
-        try:
-            live = kube.get(CRDS.path(name=name))
-            if live is None:
-                kube.request("POST", CRDS.path(), body=crd)
-                changed.append(f"created {name}")
-            elif _compare(crd, live):
-                body = copy.deepcopy(crd)
-                body["metadata"]["resourceVersion"] = (live.get("metadata") or {}).get(
-                    "resourceVersion"
-                )
-                kube.request("PUT", CRDS.path(name=name), body=body)
-                changed.append(f"replaced {name}")
-        except KubeError as error:
-            raise CrdError(f"CRD {name} from the chart's crds/ not applied: {error}") from error
+        for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+            try:
+                done = _apply_one(kube, crd)
+                break
+            except KubeError as error:
+                # 409: written by someone else between our read and write; read it again.
+                if error.status == 409 and attempt < CONFLICT_ATTEMPTS:
+                    continue
+                raise CrdError(f"CRD {name} from the chart's crds/ not applied: {error}") from error
+        if done:
+            changed.append(f"{done} {name}")
     return changed
+
+
+def _apply_one(kube: Kube, crd: JsonObject) -> str:
+    """`created`, `replaced`, or "" when the cluster already serves it as the chart says."""
+
+    name = crd["metadata"]["name"]
+    live = kube.get(CRDS.path(name=name))
+    if live is None:
+        kube.request("POST", CRDS.path(), body=crd)
+        return "created"
+    if not _compare(crd, live):
+        return ""
+    body = copy.deepcopy(crd)
+    body["metadata"]["resourceVersion"] = (live.get("metadata") or {}).get("resourceVersion")
+    kube.request("PUT", CRDS.path(name=name), body=body)
+    return "replaced"
 
 
 def crd_steps(
@@ -172,13 +187,18 @@ def crd_steps(
     anything); `check(action)` returns, for a `create` release helm just installed or
     upgraded, what the cluster's CRDs lack of the chart's (empty when nothing)."""
 
+    # Releases of one chart upgrade in parallel: one applies its CRDs, the next finds them so.
+    applying = threading.Lock()
+
     def prepare(action: Action, archive: Path | None) -> str:
         release = action.desired
         if kube is None or release is None or release.crds != "createReplace":
             return ""
         if archive is None:
             raise CrdError(f"chart {release.chart.name} {release.chart.version} was not pulled")
-        changed = apply(kube, definitions(archive_files(archive)))
+        wanted = definitions(archive_files(archive))
+        with applying:
+            changed = apply(kube, wanted)
         return f"CRDs {_listing(changed)}" if changed else ""
 
     def check(action: Action) -> str:

@@ -88,12 +88,15 @@ def served(world: World, name: str) -> list[str] | None:
     return [v["name"] for v in live["spec"]["versions"] if v["served"]]
 
 
-def crd_project(world: World, charts: CrdCharts, policy: str | None, version: str) -> None:
+def crd_project(
+    world: World, charts: CrdCharts, policy: str | None, version: str, releases: int = 1
+) -> None:
     document = project_document(
         "widgets", world.namespace, world.repo.chart_repository, charts.chart
     )
     world.repo.write("projects/widgets.yaml", {**document, **({"crds": policy} if policy else {})})
-    world.repo.release(world.installation, "widgets", version=version)
+    for name in ("widgets", "widgets-b")[:releases]:
+        world.repo.release(world.installation, name, project="widgets", version=version)
     world.repo.installation(world.installation, policy=FAST)
     world.repo.commit(f"widgets {version}")
 
@@ -108,17 +111,20 @@ def test_create_replace_applies_a_new_crd_version_before_the_upgrade(
     assert served(world, charts.name) == ["v1"]
     assert f"created {charts.name}" in result["outcomes"][0]["message"]
 
-    crd_project(world, charts, "createReplace", "0.2.0")
+    # Two releases of the chart in one pass (in parallel): the CRD is replaced once.
+    crd_project(world, charts, "createReplace", "0.2.0", releases=2)
     world.reset_calls()
     code, result, stderr = world.apply()
     assert code == 0, stderr
-    (outcome,) = result["outcomes"]
-    assert outcome["result"] == "succeeded"
-    assert f"replaced {charts.name}" in outcome["message"]
-    assert outcome["warning"] == ""
+    outcomes = {o["release"]: o for o in result["outcomes"]}
+    assert [o["result"] for o in outcomes.values()] == ["succeeded", "succeeded"]
+    messages = " ".join(o["message"] for o in outcomes.values())
+    assert messages.count(f"replaced {charts.name}") == 1, messages
+    assert all(o["warning"] == "" for o in outcomes.values())
     assert served(world, charts.name) == ["v1", "v2"], "the new CRD version reached the cluster"
-    (upgrade,) = [c for c in world.helm_calls() if c.startswith("upgrade ")]
-    assert "--skip-crds" in upgrade.split(), "applied by the reconciler, not again by helm"
+    writes = [c for c in world.helm_calls() if c.startswith(("upgrade ", "install "))]
+    assert len(writes) == 2
+    assert all("--skip-crds" in c.split() for c in writes), "applied by the reconciler only"
 
 
 @pytest.mark.helm3
