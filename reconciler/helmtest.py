@@ -14,7 +14,7 @@ from typing import Any
 
 from reconciler.errors import HelmError, ReconcilerError
 from reconciler.helm import Helm
-from reconciler.kube import Kube
+from reconciler.kube import Kube, Resource
 from reconciler.model import DesiredRelease, Policy
 from reconciler.observe import latest_revision, read_record
 from reconciler.plan import Action
@@ -22,6 +22,7 @@ from reconciler.plan import Action
 NAME_LIMIT = 253  # a Kubernetes object name; longer text in a record is not helm's
 PHASE_LIMIT = 32
 SHOWN_PODS = 5
+PODS = Resource("v1", "pods")
 
 
 def test_gate(helm: Helm, policy: Policy, kube: Kube | None) -> Callable[[Action], None]:
@@ -56,10 +57,29 @@ def _test_pods(kube: Kube, release: DesiredRelease) -> str:
     runs = [run for hook in hooks if (run := _test_run(hook))] if isinstance(hooks, list) else []
     if not runs:
         return ""
+    runs = [
+        (name, _live_phase(kube, release.namespace, name, kind) or phase, kind)
+        for name, phase, kind in runs
+    ]
     runs.sort(key=lambda run: run[1] == "Succeeded")
     shown = [f"test {kind} {release.namespace}/{name} {phase}" for name, phase, kind in runs]
     more = f" and {len(shown) - SHOWN_PODS} more" if len(shown) > SHOWN_PODS else ""
     return ": " + ", ".join(shown[:SHOWN_PODS]) + more
+
+
+def _live_phase(kube: Kube, namespace: str, name: str, kind: str) -> str:
+    """The test Pod's phase as the cluster has it now (helm records a Pod it stopped waiting
+    for as Failed; the cluster says Running), or "" when it is gone or unreadable."""
+
+    if kind != "Pod":
+        return ""
+    try:
+        pod = kube.get(PODS.path(namespace, name))
+    except ReconcilerError:
+        return ""
+    status = (pod or {}).get("status")
+    phase = status.get("phase") if isinstance(status, Mapping) else None
+    return str(phase)[:PHASE_LIMIT] if phase else ""
 
 
 def _test_run(hook: Any) -> tuple[str, str, str] | None:

@@ -96,3 +96,21 @@ def test_tests_are_off_by_default_and_a_project_turns_them_on(
     results = {o["release"]: o["result"] for o in result["outcomes"]}
     assert results == {"optout": "succeeded", "plain": "failed"}
     assert sorted(helm_test_calls(world)) == ["plain"]
+
+
+def test_a_test_that_never_completes_fails_at_the_timeout_naming_its_running_pod(
+    world: World, tested_chart: str
+) -> None:
+    repo = world.repo
+    chart_project(world, "slow", test=True)
+    repo.release(world.installation, "slow", values={"testBehaviour": "never-ready"})
+    repo.installation(world.installation, policy={**FAST, "timeoutSeconds": 3})
+    repo.commit("slow, whose test Pod runs forever")
+    code, result, _ = world.apply()
+    assert code == 1
+    (outcome,) = result["outcomes"]
+    assert outcome["result"] == "failed"
+    assert f"test Pod {world.namespace}/slow-test Running" in outcome["message"], (
+        "the phase the cluster reports, not helm's Failed for a Pod it stopped waiting for"
+    )
+    assert "uninstalled" in outcome["message"], "no revision to roll back to: uninstalled"
