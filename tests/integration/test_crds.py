@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,14 +50,15 @@ def crd(group: str, versions: list[str]) -> dict[str, Any]:
 
 class CrdCharts:
     """A chart of its own (name and CRD group unique to the test): 0.1.0 whose crds/ serves
-    v1, 0.2.0 that adds v2."""
+    v1, 0.2.0 that adds v2 (and with `dropping`, 0.3.0 that serves v2 alone)."""
 
-    def __init__(self, folder: Path, publish_chart: Any, helm: str) -> None:
+    def __init__(self, folder: Path, publish_chart: Any, helm: str, dropping: bool) -> None:
         token = secrets.token_hex(4)
         self.chart = f"crd{token}"
         self.group = f"g{token}.example.com"
         self.name = f"widgets.{self.group}"
-        for version, served in (("0.1.0", ["v1"]), ("0.2.0", ["v1", "v2"])):
+        versions = [("0.1.0", ["v1"]), ("0.2.0", ["v1", "v2"]), ("0.3.0", ["v2"])]
+        for version, served in versions[: 3 if dropping else 2]:
             root = folder / version / self.chart
             (root / "crds").mkdir(parents=True)
             (root / "templates").mkdir()
@@ -70,12 +72,34 @@ class CrdCharts:
             publish_chart(root, version, helm=helm)
 
 
+@contextlib.contextmanager
+def published(
+    tmp_path: Path, publish_chart: Any, helm: str, testbed: Any, dropping: bool = False
+) -> Iterator[CrdCharts]:
+    made = CrdCharts(tmp_path / "charts", publish_chart, helm, dropping)
+    try:
+        yield made
+    finally:
+        with contextlib.suppress(KubeAPIError):  # never created (crds: skip)
+            testbed.admin.call("DELETE", f"{CRDS_PATH}/{made.name}")
+
+
 @pytest.fixture
-def charts(tmp_path: Path, publish_chart: Any, helm_binary: str, testbed: Any) -> Any:
-    made = CrdCharts(tmp_path / "charts", publish_chart, helm_binary)
-    yield made
-    with contextlib.suppress(KubeAPIError):  # never created (crds: skip)
-        testbed.admin.call("DELETE", f"{CRDS_PATH}/{made.name}")
+def charts(
+    tmp_path: Path, publish_chart: Any, helm_binary: str, testbed: Any
+) -> Iterator[CrdCharts]:
+    with published(tmp_path, publish_chart, helm_binary, testbed) as made:
+        yield made
+
+
+@pytest.fixture
+def charts_dropping_v1(
+    tmp_path: Path, publish_chart: Any, helm_binary: str, testbed: Any
+) -> Iterator[CrdCharts]:
+    """Also 0.3.0, whose CRD serves v2 alone although v1 is stored."""
+
+    with published(tmp_path, publish_chart, helm_binary, testbed, dropping=True) as made:
+        yield made
 
 
 def served(world: World, name: str) -> list[str] | None:
@@ -184,3 +208,26 @@ def test_skip_installs_no_crd(world: World, charts: CrdCharts) -> None:
     assert result["outcomes"][0]["warning"] == ""
     (install,) = [c for c in world.helm_calls() if c.startswith("install ")]
     assert "--skip-crds" in install.split()
+
+
+def test_create_replace_that_the_api_server_refuses_fails_before_helm_runs(
+    world: World, charts_dropping_v1: CrdCharts
+) -> None:
+    charts = charts_dropping_v1
+    crd_project(world, charts, "createReplace", "0.2.0")
+    assert world.apply()[0] == 0
+    assert served(world, charts.name) == ["v1", "v2"]
+
+    crd_project(world, charts, "createReplace", "0.3.0")
+    world.reset_calls()
+    code, result, _ = world.apply()
+    assert code == 1
+    (outcome,) = result["outcomes"]
+    assert outcome["result"] == "failed"
+    message = outcome["message"]
+    assert f"CRD {charts.name} from the chart's crds/ not applied" in message, message
+    assert "storedVersions" in message, "the API server's reason: v1 is still stored"
+    assert "helm recorded no new revision" in message
+    assert [c for c in world.helm_calls() if c.startswith("upgrade ")] == []
+    assert world.latest("widgets")["chart"] == f"{charts.chart}-0.2.0"
+    assert served(world, charts.name) == ["v1", "v2"]
