@@ -179,13 +179,13 @@ def _apply_one(kube: Kube, crd: JsonObject) -> str:
 
 def crd_steps(
     kube: Kube | None,
-) -> tuple[Callable[[Action, Path | None], str], Callable[[Action], str]]:
+) -> tuple[Callable[[Action, Path | None], str], Callable[[Action, Path | None], str]]:
     """`execute`'s `prepare` and `check` hooks for the releases' `crds` policies.
 
     `prepare(action, archive)` applies the pulled chart's CRDs of a `createReplace`
     release before helm runs (raising CrdError fails the attempt before helm writes
-    anything); `check(action)` returns, for a `create` release helm just installed or
-    upgraded, what the cluster's CRDs lack of the chart's (empty when nothing)."""
+    anything); `check(action, archive)` returns, for a `create` release helm just installed
+    or upgraded, what the cluster's CRDs lack of the chart's (empty when nothing)."""
 
     # Releases of one chart upgrade in parallel: one applies its CRDs, the next finds them so.
     applying = threading.Lock()
@@ -201,13 +201,17 @@ def crd_steps(
             changed = apply(kube, wanted)
         return f"CRDs {_listing(changed)}" if changed else ""
 
-    def check(action: Action) -> str:
+    def check(action: Action, archive: Path | None) -> str:
         release = action.desired
         if kube is None or release is None or release.crds != "create":
             return ""
         try:
-            wanted = definitions(record_files(_latest_record(kube, release)))
-            found = differences(kube, wanted)
+            # The pulled archive when there is one (no API call for a chart without crds/),
+            # else the record helm just wrote (one LIST and one GET).
+            files = (
+                archive_files(archive) if archive else record_files(_latest_record(kube, release))
+            )
+            found = differences(kube, definitions(files))
         except ReconcilerError as error:
             return f"the chart's CRDs could not be compared with the cluster's: {error}"
         if not found:

@@ -93,7 +93,7 @@ def execute(
     proof: Proof = Proof(),
     verify: Callable[[Action], None] = lambda action: None,
     prepare: Callable[[Action, Path | None], str] = lambda action, chart: "",
-    check: Callable[[Action], str] = lambda action: "",
+    check: Callable[[Action, Path | None], str] = lambda action, chart: "",
 ) -> list[Outcome]:
     """Run every job; `proceed` returns a reason to start no further job (shutdown, lost lease).
 
@@ -101,8 +101,9 @@ def execute(
     `ReconcilerError` when the release does not work (unhealthy workloads, a failed test):
     the attempt then counts as failed and remediation applies as for a failed helm run.
     `prepare(action, chart archive or None)` runs before helm (raising fails the attempt) and
-    returns what it did; `check(action)` runs last and returns what the step left wrong
-    without failing it (the outcome's `warning`). Both texts join the outcome's message.
+    returns what it did; `check(action, chart archive or None)` runs last and returns what
+    the step left wrong without failing it (the outcome's `warning`). Both texts join the
+    outcome's message.
     """
 
     jobs = jobs_of(plan.actions)
@@ -220,7 +221,7 @@ class _Runner:
         self.ensure_namespace = ensure_namespace
         self.verify: Callable[[Action], None] = lambda action: None
         self.prepare: Callable[[Action, Path | None], str] = lambda action, chart: ""
-        self.check: Callable[[Action], str] = lambda action: ""
+        self.check: Callable[[Action, Path | None], str] = lambda action, chart: ""
 
     def run(self, job: Job) -> Outcome:
         started = time.monotonic()
@@ -265,7 +266,7 @@ class _Runner:
                 chart_file=archive, proof=proof,
             )  # fmt: skip
             self.verify(action)
-            warnings.append(self.check(action))
+            warnings.append(self.check(action, archive))
         elif action.kind in ("unlock", "rollback") and action.revision:
             self._rollback(action, action.revision)
         else:
