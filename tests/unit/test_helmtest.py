@@ -1,5 +1,5 @@
 """Reading the test hooks of a release record: pure logic. `helm test` as a gate on a real
-cluster: tests/integration/test_gates.py."""
+cluster: tests/integration/test_helm_test_gate.py."""
 
 from __future__ import annotations
 
