@@ -1,5 +1,5 @@
 """Reading a chart's crds/ (archive and release record) and comparing CRDs: pure logic.
-Applying and reporting them on a real cluster: tests/integration/test_crds.py."""
+Applying and reporting them on a real cluster: tests/integration/test_crd_policy.py."""
 
 from __future__ import annotations
 
