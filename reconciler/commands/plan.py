@@ -52,5 +52,5 @@ def _print_crds(listed: list[dict[str, Any]]) -> None:
         print("CRDs in the charts' crds/ that the cluster serves differently (crds: create):")
     for item in listed:
         for difference in item["differences"]:
-            line = f"  {item['namespace']}/{item['release']}: {difference}"
-            print(for_terminal(one_line(line)))
+            line = f"{item['namespace']}/{item['release']}: {difference}"
+            print("  " + for_terminal(one_line(line)))

@@ -181,6 +181,12 @@ def test_create_reports_a_crd_that_helm_left_behind(world: World, charts: CrdCha
             "differences": [f"{charts.name}: version(s) v2 not in the cluster"],
         }
     ]
+    text = world.cli("plan", "--full")
+    assert text.returncode == 2
+    assert (
+        f"  {world.namespace}/widgets: {charts.name}: version(s) v2 not in the cluster"
+        in text.stdout.splitlines()
+    ), text.stdout
 
 
 def test_create_reports_a_differing_crd_as_a_warning_event(world: World, charts: CrdCharts) -> None:
