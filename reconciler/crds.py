@@ -166,12 +166,12 @@ def _apply_one(kube: Kube, crd: JsonObject) -> str:
 
     name = crd["metadata"]["name"]
     live = kube.get(CRDS.path(name=name))
+    body = _body(crd)
     if live is None:
-        kube.request("POST", CRDS.path(), body=crd)
+        kube.request("POST", CRDS.path(), body=body)
         return "created"
     if not _compare(crd, live):
         return ""
-    body = copy.deepcopy(crd)
     body["metadata"]["resourceVersion"] = (live.get("metadata") or {}).get("resourceVersion")
     kube.request("PUT", CRDS.path(name=name), body=body)
     return "replaced"
@@ -252,6 +252,20 @@ def _latest_record(kube: Kube, release: DesiredRelease) -> Mapping[str, Any]:
     number = latest_revision(kube, release.namespace, release.name)
     secret = f"sh.helm.release.v1.{release.name}.v{number}"
     return (read_record(kube, release.namespace, secret) if number else None) or {}
+
+
+def _body(crd: JsonObject) -> JsonObject:
+    """What is sent of a chart's CRD: its spec, and of its metadata only the name, labels and
+    annotations (no uid, finalizers or owner references a chart could slip in)."""
+
+    metadata = crd["metadata"]
+    kept = {k: metadata[k] for k in ("name", "labels", "annotations") if k in metadata}
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "CustomResourceDefinition",
+        "metadata": copy.deepcopy(kept),
+        "spec": copy.deepcopy(crd["spec"]),
+    }
 
 
 def _compare(chart: JsonObject, live: JsonObject) -> str:

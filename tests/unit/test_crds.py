@@ -152,3 +152,14 @@ def test_what_changes_the_api_is_a_difference(
 def test_a_version_only_the_cluster_serves_is_no_difference() -> None:
     # helm's and Flux's createReplace never remove one either; dropping it is the chart's call.
     assert crds._compare(crd(["v1"]), as_served(crd(["v1", "v0"]))) == ""
+
+
+def test_only_name_labels_annotations_and_spec_of_a_chart_crd_are_sent() -> None:
+    document = crd(["v1"])
+    document["metadata"].update(
+        labels={"a": "b"}, uid="x", finalizers=["evil"], ownerReferences=[{"name": "o"}]
+    )
+    document["status"] = {"storedVersions": ["v9"]}
+    body = crds._body(document)
+    assert body["metadata"] == {"name": "widgets.example.com", "labels": {"a": "b"}}
+    assert set(body) == {"apiVersion", "kind", "metadata", "spec"}
