@@ -34,6 +34,12 @@ class SharedCharts:
             a.desired.chart for a in actions if a.desired and a.kind in ("install", "upgrade")
         )
         self._shared = {chart for chart, count in uses.items() if count > 1 or not chart.is_oci}
+        # Charts whose crds/ the reconciler applies itself (reconciler.crds) are read locally.
+        self._shared |= {
+            a.desired.chart
+            for a in actions
+            if a.desired and a.kind in ("install", "upgrade") and a.desired.crds == "createReplace"
+        }
         self._helm = helm
         self._timeout_seconds = timeout_seconds
         self._folder: Path | None = None

@@ -294,6 +294,8 @@ def _desired_release(
         adopt=release.adopt,
         drift_ignore=project.drift_ignore,
         service_account=project.service_account or inst.service_account,
+        test=inst.policy.test if project.test is None else project.test,
+        crds=project.crds,
     )
     return replace(desired, values_problem=problem) if problem else desired
 

@@ -35,6 +35,11 @@ class EventRecorder:
         )
         kind = "Normal" if outcome.result == "succeeded" else "Warning"
         self.emit(kind, reason, f"{outcome.namespace}/{outcome.release}: {outcome.message}")
+        if outcome.warning:
+            # Worked, but left the cluster short of the chart (its CRDs): a Warning of its own.
+            self.emit(
+                "Warning", "CRDsDiffer", f"{outcome.namespace}/{outcome.release}: {outcome.warning}"
+            )
 
     def gave_up(self, hold: Hold) -> None:
         """A release the reconciler will not act on again by itself, with why (its last error)."""

@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from reconciler.charts import SharedCharts
@@ -37,6 +38,7 @@ class Outcome:
     seconds: float = 0.0
     digest: str | None = None
     error: str = ""  # a failure's cause alone (masked, bounded), without what remediation did
+    warning: str = ""  # what a successful step left wrong (masked): CRDs helm did not update
 
     @property
     def key(self) -> Key:
@@ -90,12 +92,18 @@ def execute(
     ensure_namespace: Callable[[str], None] = lambda name: None,
     proof: Proof = Proof(),
     verify: Callable[[Action], None] = lambda action: None,
+    prepare: Callable[[Action, Path | None], str] = lambda action, chart: "",
+    check: Callable[[Action, Path | None], str] = lambda action, chart: "",
 ) -> list[Outcome]:
     """Run every job; `proceed` returns a reason to start no further job (shutdown, lost lease).
 
     `verify(action)` runs after each install or upgrade that helm reported done and raises a
     `ReconcilerError` when the release does not work (unhealthy workloads, a failed test):
     the attempt then counts as failed and remediation applies as for a failed helm run.
+    `prepare(action, chart archive or None)` runs before helm (raising fails the attempt) and
+    returns what it did; `check(action, chart archive or None)` runs last and returns what
+    the step left wrong without failing it (the outcome's `warning`). Both texts join the
+    outcome's message.
     """
 
     jobs = jobs_of(plan.actions)
@@ -103,7 +111,7 @@ def execute(
     runner = _Runner(
         helm, policy, plan, mask, latest_revision, _once_each(ensure_namespace), charts, proof
     )
-    runner.verify = verify
+    runner.verify, runner.prepare, runner.check = verify, prepare, check
     outcomes: dict[Key, Outcome] = {}
     pending = {job.key: job for job in jobs}
     running: dict[Future[Outcome], Job] = {}
@@ -212,14 +220,18 @@ class _Runner:
         self.latest_revision = latest_revision
         self.ensure_namespace = ensure_namespace
         self.verify: Callable[[Action], None] = lambda action: None
+        self.prepare: Callable[[Action, Path | None], str] = lambda action, chart: ""
+        self.check: Callable[[Action, Path | None], str] = lambda action, chart: ""
 
     def run(self, job: Job) -> Outcome:
         started = time.monotonic()
         last = job.steps[-1]
         digest = last.desired.digest if last.desired else None
+        notes: list[str] = []
+        warnings: list[str] = []
         try:
             for step in job.steps:
-                self._step(step)
+                self._step(step, notes, warnings)
         except ReconcilerError as error:
             message = self.mask(str(error))
             remedy = self._remediate(last, message)
@@ -227,12 +239,16 @@ class _Runner:
                 last.release, last.namespace, last.kind, "failed",
                 bounded(message + remedy), time.monotonic() - started, digest, bounded(message),
             )  # fmt: skip
+        # Notes and warnings quote chart files and the API server: masked like errors.
+        extra = self.mask("; ".join(filter(None, [*notes, *warnings])))
+        message = f"{done_message(last)}; {extra}" if extra else done_message(last)
         return Outcome(
             last.release, last.namespace, last.kind, "succeeded",
-            done_message(last), time.monotonic() - started, digest,
+            bounded(message), time.monotonic() - started, digest,
+            warning=bounded(self.mask("; ".join(filter(None, warnings)))),
         )  # fmt: skip
 
-    def _step(self, action: Action) -> None:
+    def _step(self, action: Action, notes: list[str], warnings: list[str]) -> None:
         if action.kind == "install":
             self.ensure_namespace(action.namespace)
         if action.kind in ("install", "upgrade"):
@@ -243,11 +259,14 @@ class _Runner:
             proof = self.proof.labels(
                 action.namespace, action.release, number, action.desired.digest
             )
+            archive = self.charts.archive(action.desired.chart)
+            notes.append(self.prepare(action, archive))
             self.helm.upgrade_install(
                 action.desired, self.plan.installation, self.policy, description, fresh,
-                chart_file=self.charts.archive(action.desired.chart), proof=proof,
+                chart_file=archive, proof=proof,
             )  # fmt: skip
             self.verify(action)
+            warnings.append(self.check(action, archive))
         elif action.kind in ("unlock", "rollback") and action.revision:
             self._rollback(action, action.revision)
         else:

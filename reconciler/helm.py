@@ -137,6 +137,8 @@ class Helm:
         # `kubectl edit`) conflicts and fails the upgrade. The environments repo is the
         # truth, as helm 3's three-way merge makes it, so those fields are taken back.
         force = ["--force-conflicts"] if self.major >= 4 and not fresh else []
+        # createReplace: the reconciler applied crds/ itself just before (reconciler.crds).
+        skip_crds = ["--skip-crds"] if release.crds in ("skip", "createReplace") else []
         chart = [str(chart_file)] if chart_file else self._chart_args(release.chart)
         account = (
             {LABEL_SERVICE_ACCOUNT: release.service_account} if release.service_account else {}
@@ -153,6 +155,7 @@ class Helm:
                 *reset,
                 *history,
                 *force,
+                *skip_crds,
                 "--timeout", f"{policy.timeout_seconds}s",
                 # The API server validates every object it is sent (helm 4's server-side
                 # apply rejects unknown fields; helm 3's client-side check only warns), so
@@ -161,6 +164,14 @@ class Helm:
                 *self._wait_args(policy.wait),
             ]  # fmt: skip
             self._run_for(release.namespace, release.service_account, argv, policy.timeout_seconds)
+
+    def test(self, release: DesiredRelease, policy: Policy) -> None:
+        """`helm test`: runs the chart's test hooks and waits for them up to the policy's
+        timeout. Raises HelmError (helm's words, unmasked) when a test fails or times out."""
+
+        argv = ["test", release.name, "--namespace", release.namespace]
+        argv += ["--timeout", f"{policy.timeout_seconds}s"]
+        self._run_for(release.namespace, release.service_account, argv, policy.timeout_seconds)
 
     def rollback(
         self,

@@ -34,6 +34,10 @@ DriftPolicy = Literal["correct", "warn", "off"]
 SERVICE_ACCOUNT_NAME = re.compile(
     r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
 )
+# What helm does with a chart's crds/ (Flux's names): `skip` passes --skip-crds, `create`
+# is helm's own behaviour (created on install, never changed), `createReplace` applies them
+# (created or replaced) before every install and upgrade.
+CrdPolicy = Literal["skip", "create", "createReplace"]
 
 REF_PLACEHOLDER = re.compile(r"\{ref(?::(\d+))?\}")
 
@@ -82,6 +86,9 @@ class Project:
     # The ServiceAccount of the release's namespace that helm runs as (None: the
     # installation's default, else the reconciler's own identity).
     service_account: str | None = None
+    # `helm test` after each install and upgrade: None follows the installation's policy.
+    test: bool | None = None
+    crds: CrdPolicy = "create"
 
 
 @dataclass(frozen=True)
@@ -102,6 +109,8 @@ class Policy:
     drift: DriftPolicy = "correct"
     # Every release must run as a ServiceAccount of its namespace; one without is held.
     lockdown: bool = False
+    # Run `helm test` after each install and upgrade; a failing test fails the attempt.
+    test: bool = False
 
 
 @dataclass(frozen=True)
@@ -193,6 +202,9 @@ class DesiredRelease:
     # The ServiceAccount of `namespace` every helm command for this release runs as
     # (impersonated); None runs helm with the reconciler's own identity.
     service_account: str | None = None
+    # `helm test` gates each install and upgrade (project override, else the policy).
+    test: bool = False
+    crds: CrdPolicy = "create"
     # The digest keyed with the installation's key (see reconciler.trust); set by the
     # engine before planning, so that no label reveals the values it covers.
     keyed_digest: str | None = field(default=None, compare=False)

@@ -12,12 +12,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 
+from reconciler.crds import crd_steps
 from reconciler.desired import ClusterValues, cluster_values_from_data, desired_state
 from reconciler.drift import LiveDrift
 from reconciler.driftcheck import check_drift
 from reconciler.errors import ReconcilerError
 from reconciler.execute import Outcome, Proof, execute
 from reconciler.helm import Helm
+from reconciler.helmtest import test_gate
 from reconciler.kube import (
     CONFIGMAPS,
     SECRETS,
@@ -263,6 +265,7 @@ def apply_pass(
             ),
         )
     policy = observation.desired.policy
+    prepare, check = crd_steps(kube)
     return execute(
         the_plan,
         helm,
@@ -273,6 +276,9 @@ def apply_pass(
         probe if kube else None,
         namespace,
         proof,
+        verify=test_gate(helm, policy, kube),
+        prepare=prepare,
+        check=check,
     )
 
 

@@ -254,6 +254,8 @@ def outcome_json(outcome: Outcome) -> dict[str, Any]:
         "action": outcome.kind,
         "result": outcome.result,
         "message": outcome.message,
+        # What a step that worked left wrong (CRDs that differ from the chart's), or "".
+        "warning": outcome.warning,
         "seconds": round(outcome.seconds, 3),
     }
 

@@ -7,20 +7,50 @@ from typing import Any
 
 from reconciler.commands import common
 from reconciler.commands.engine import register_engine_command, start
+from reconciler.crds import deployed_differences
+from reconciler.excerpt import one_line
+from reconciler.terminal import for_terminal
 
 PENDING_EXIT = 2
 
 
 def register(subparsers: Any, name: str, summary: str) -> None:
-    exits = "Exit codes: 0 in sync, 2 changes pending (like terraform plan -detailed-exitcode), 1 error."
+    exits = (
+        "Exit codes: 0 in sync, 2 changes pending (like terraform plan -detailed-exitcode) or,"
+        " with --full, CRDs of a chart's crds/ that the cluster serves differently, 1 error."
+    )
     register_engine_command(subparsers, name, f"{summary}. {exits}", run)
 
 
 def run(args: argparse.Namespace) -> int:
     engine, env = start(args)
-    the_plan, _ = engine.plan(env, full=args.full)
+    the_plan, observation = engine.plan(env, full=args.full)
+    # --full decodes every release: then the CRDs `crds: create` left behind show too.
+    crds = (
+        deployed_differences(engine.kube, observation.desired.releases, observation.observed)
+        if args.full
+        else []
+    )
+    listed = [
+        {
+            "release": r.name,
+            "namespace": r.namespace,
+            "differences": [observation.mask(d) for d in found],
+        }
+        for r, found in crds
+    ]
     if args.output == "json":
-        common.dump_json(common.plan_json(the_plan))
+        common.dump_json({**common.plan_json(the_plan), "crds": listed})
     else:
         common.print_plan(the_plan)
-    return PENDING_EXIT if the_plan.changes_pending else 0
+        _print_crds(listed)
+    return PENDING_EXIT if the_plan.changes_pending or crds else 0
+
+
+def _print_crds(listed: list[dict[str, Any]]) -> None:
+    if listed:
+        print("CRDs in the charts' crds/ that the cluster serves differently (crds: create):")
+    for item in listed:
+        for difference in item["differences"]:
+            line = f"{item['namespace']}/{item['release']}: {difference}"
+            print("  " + for_terminal(one_line(line)))

@@ -31,6 +31,7 @@ _POLICY_FIELDS = {
     "pendingTimeoutSeconds": "pending_timeout_seconds",
     "drift": "drift",
     "lockdown": "lockdown",
+    "test": "test",
 }
 
 
@@ -78,6 +79,8 @@ def _project(document: Document) -> Project:
             for rule in data.get("driftIgnore", ())
         ),
         service_account=data.get("serviceAccount"),
+        test=data.get("test"),
+        crds=data.get("crds", "create"),
     )
 
 
