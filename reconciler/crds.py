@@ -30,7 +30,7 @@ from typing import Any
 import yaml
 
 from reconciler.errors import KubeError, ReconcilerError
-from reconciler.kube import JsonObject, Kube, Resource
+from reconciler.kube import JsonObject, Kube, Resource, as_release_account
 from reconciler.model import DesiredRelease
 from reconciler.observe import ReleaseState, latest_revision, read_record
 from reconciler.plan import Action, Key
@@ -197,8 +197,11 @@ def crd_steps(
         if archive is None:
             raise CrdError(f"chart {release.chart.name} {release.chart.version} was not pulled")
         wanted = definitions(archive_files(archive))
+        # As the release's ServiceAccount: a team's chart changes only the CRDs the
+        # platform let that account change, never any CRD with the reconciler's rights.
+        acting = as_release_account(kube, release.namespace, release.service_account)
         with applying:
-            changed = apply(kube, wanted)
+            changed = apply(acting, wanted)
         return f"CRDs {_listing(changed)}" if changed else ""
 
     def check(action: Action, archive: Path | None) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 
 from reconciler.errors import HelmError, ReconcilerError
 from reconciler.helm import Helm
-from reconciler.kube import Kube, Resource
+from reconciler.kube import Kube, Resource, as_release_account
 from reconciler.model import DesiredRelease, Policy
 from reconciler.observe import latest_revision, read_record
 from reconciler.plan import Action
@@ -57,8 +57,10 @@ def _test_pods(kube: Kube, release: DesiredRelease) -> str:
     runs = [run for hook in hooks if (run := _test_run(hook))] if isinstance(hooks, list) else []
     if not runs:
         return ""
+    # Pods are read as the release's account: in lockdown the reconciler has no rights there.
+    acting = as_release_account(kube, release.namespace, release.service_account)
     runs = [
-        (name, _live_phase(kube, release.namespace, name, kind) or phase, kind)
+        (name, _live_phase(acting, release.namespace, name, kind) or phase, kind)
         for name, phase, kind in runs
     ]
     runs.sort(key=lambda run: run[1] == "Succeeded")

@@ -58,6 +58,15 @@ def service_account_identity(namespace: str, name: str) -> tuple[str, tuple[str,
     return f"system:serviceaccount:{namespace}:{name}", groups
 
 
+def as_release_account(kube: Kube, namespace: str, service_account: str | None) -> Kube:
+    """`kube` acting as ServiceAccount `namespace/service_account` when one is named (a
+    release's identity, as helm runs for it), else `kube` itself."""
+
+    if not service_account:
+        return kube
+    return kube.impersonating(*service_account_identity(namespace, service_account))
+
+
 VERBS = {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
 
 
