@@ -58,6 +58,9 @@ class ReleaseDetail:
     app_version: str
     values: Values
     description: str
+    # The rendered manifest of this revision (reconciler.manifest parses it); not compared,
+    # so two details that differ only in it are equal.
+    manifest: str = field(default="", compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -221,6 +224,7 @@ def detail_of(record: Mapping[str, Any]) -> ReleaseDetail:
         app_version=str(metadata.get("appVersion", "") or ""),
         values=_canonical(values) if isinstance(values, dict) else {},
         description=str(info.get("description", "")),
+        manifest=manifest if isinstance(manifest := record.get("manifest"), str) else "",
     )
 
 

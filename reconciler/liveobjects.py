@@ -1,0 +1,109 @@
+"""The live counterparts of manifest objects, read through the Kubernetes API.
+
+apiVersion + kind become a REST path through API discovery: one GET of the group
+version's resource list (`/api/v1`, `/apis/<group>/<version>`) the first time a pass
+meets it, cached in a `Discovery` for the rest of the pass (a CRD installed later is
+found by the next pass). Each object is then one GET; 404 means missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from reconciler.errors import KubeError
+from reconciler.kube import JsonObject, Kube, Resource
+from reconciler.manifest import ManifestObject
+
+
+@dataclass(frozen=True)
+class ApiResource:
+    """Where one kind lives: its REST resource and whether it is namespaced."""
+
+    resource: Resource
+    namespaced: bool
+
+    def path(self, namespace: str, name: str) -> str:
+        return self.resource.path(namespace if self.namespaced else None, name)
+
+
+@dataclass(frozen=True)
+class LiveObject:
+    """A manifest object and what the cluster holds for it.
+
+    `live` is the object as the API server returns it, None when it does not exist (404)
+    or could not be read; then `error` says why ("" when it is simply missing).
+    """
+
+    obj: ManifestObject
+    live: JsonObject | None
+    error: str = ""
+
+    @property
+    def missing(self) -> bool:
+        return self.live is None and not self.error
+
+
+class Discovery:
+    """Kind -> REST resource, one GET per group version, cached for the life of the object
+    (make one per pass). Not thread-safe: resolve before fanning out."""
+
+    def __init__(self, kube: Kube) -> None:
+        self._kube = kube
+        self._versions: dict[str, Mapping[str, ApiResource] | None] = {}
+
+    def resolve(self, api_version: str, kind: str) -> ApiResource | None:
+        """The resource serving `kind` at `api_version`, or None when the cluster does not
+        serve it (a CRD not installed, a removed API version). Raises KubeError when the
+        API cannot be asked (other than 404)."""
+
+        if api_version not in self._versions:
+            self._versions[api_version] = self._read(api_version)
+        kinds = self._versions[api_version]
+        return None if kinds is None else kinds.get(kind)
+
+    def _read(self, api_version: str) -> Mapping[str, ApiResource] | None:
+        path = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+        if api_version != "v1" and "/" not in api_version:
+            return None  # "apps" without a version, or a core version other than v1
+        found = self._kube.get(path)
+        if found is None:
+            return None
+        kinds: dict[str, ApiResource] = {}
+        for entry in found.get("resources") or []:
+            name = str(entry.get("name", ""))
+            if not name or "/" in name:  # subresources such as deployments/scale
+                continue
+            kinds.setdefault(
+                str(entry.get("kind", "")),
+                ApiResource(Resource(api_version, name), bool(entry.get("namespaced"))),
+            )
+        return kinds
+
+
+def read_live(
+    kube: Kube, objects: Iterable[ManifestObject], discovery: Discovery | None = None
+) -> list[LiveObject]:
+    """Each object's live state, in the order given: one GET per object, plus discovery
+    GETs the first time a group version is met. `kube` may be an impersonating client
+    (only what it may read is read: a 403 becomes that object's `error`, never a raise).
+    Pass one `discovery` for a whole pass to share its cache between releases.
+    """
+
+    discovery = discovery or Discovery(kube)
+    found: list[LiveObject] = []
+    for obj in objects:
+        try:
+            where = discovery.resolve(obj.api_version, obj.kind)
+        except KubeError as error:
+            found.append(LiveObject(obj, None, f"cannot discover {obj.api_version}: {error}"))
+            continue
+        if where is None:
+            problem = f"the cluster does not serve {obj.kind} in {obj.api_version}"
+            found.append(LiveObject(obj, None, problem))
+            continue
+        try:
+            found.append(LiveObject(obj, kube.get(where.path(obj.namespace, obj.name))))
+        except KubeError as error:
+            found.append(LiveObject(obj, None, str(error)))
+    return found
