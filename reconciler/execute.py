@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from reconciler.charts import SharedCharts
-from reconciler.errors import ReconcilerError
+from reconciler.errors import NotWorking, ReconcilerError
 from reconciler.excerpt import bounded
 from reconciler.helm import Helm
 from reconciler.model import Policy
@@ -37,6 +37,9 @@ class Outcome:
     seconds: float = 0.0
     digest: str | None = None
     error: str = ""  # a failure's cause alone (masked, bounded), without what remediation did
+    # The revision helm deployed that then failed `verify` (helm calls it deployed, with
+    # the desired digest): the planner must not take it for in sync.
+    unverified_revision: int | None = None
 
     @property
     def key(self) -> Key:
@@ -223,9 +226,11 @@ class _Runner:
         except ReconcilerError as error:
             message = self.mask(str(error))
             remedy = self._remediate(last, message)
+            unverified = error.revision if isinstance(error, NotWorking) else None
             return Outcome(
                 last.release, last.namespace, last.kind, "failed",
                 bounded(message + remedy), time.monotonic() - started, digest, bounded(message),
+                unverified,
             )  # fmt: skip
         return Outcome(
             last.release, last.namespace, last.kind, "succeeded",
@@ -247,7 +252,11 @@ class _Runner:
                 action.desired, self.plan.installation, self.policy, description, fresh,
                 chart_file=self.charts.archive(action.desired.chart), proof=proof,
             )  # fmt: skip
-            self.verify(action)
+            try:
+                self.verify(action)
+            except ReconcilerError as error:
+                known = error.revision if isinstance(error, NotWorking) else None
+                raise NotWorking(str(error), known or number) from error
         elif action.kind in ("unlock", "rollback") and action.revision:
             self._rollback(action, action.revision)
         else:

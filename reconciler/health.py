@@ -16,8 +16,8 @@ Deployment's progress deadline, 10 minutes by default, is exceeded).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -109,6 +109,32 @@ class ReleaseHealth:
                 for r in self.unhealthy
             ],
         }
+
+
+def masked(health: ReleaseHealth, mask: Callable[[str], str]) -> ReleaseHealth:
+    """The same verdict with every message masked (a condition may quote a value)."""
+
+    return replace(
+        health,
+        unhealthy=tuple(replace(r, message=mask(r.message)) for r in health.unhealthy),
+    )
+
+
+def health_of(document: Mapping[str, Any]) -> ReleaseHealth | None:
+    """A verdict from its `as_json` form (the status ConfigMap), None when it is not one."""
+
+    name = document.get("health")
+    if name not in HEALTHS:
+        return None
+    unhealthy = []
+    for item in document.get("unhealthy") or []:
+        if not isinstance(item, dict) or item.get("status") not in _RANK:
+            continue
+        ref = ObjectRef(
+            "", str(item.get("kind", "")), str(item.get("namespace", "")), str(item.get("name", ""))
+        )
+        unhealthy.append(ObjectResult(ref, item["status"], str(item.get("message", ""))))
+    return ReleaseHealth(name, tuple(unhealthy))
 
 
 _RANK: dict[ObjectStatus, int] = {"Failed": 0, "NotFound": 1, "InProgress": 2, "Current": 3}
@@ -382,7 +408,7 @@ def _always(obj: JsonObject) -> Verdict:
     return "Current", ""
 
 
-_RULES: dict[str, Any] = {
+_RULES: dict[str, Callable[[JsonObject], Verdict]] = {
     "apps/Deployment": _deployment,
     "extensions/Deployment": _deployment,
     "apps/StatefulSet": _statefulset,

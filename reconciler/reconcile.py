@@ -15,22 +15,28 @@ from functools import cached_property
 from reconciler.desired import ClusterValues, cluster_values_from_data, desired_state
 from reconciler.errors import ReconcilerError
 from reconciler.execute import Outcome, Proof, execute
+from reconciler.health import ReleaseHealth, masked
 from reconciler.helm import Helm
 from reconciler.kube import CONFIGMAPS, SECRETS, JsonObject, Kube, ensure_namespace
+from reconciler.liveobjects import Discovery
+from reconciler.manifest import parse_record
 from reconciler.masking import SecretMask, scalars
 from reconciler.model import DesiredState, Environments, ValuesFrom
 from reconciler.observe import (
     ReleaseState,
     latest_revision,
     read_index,
+    read_record,
     with_detail,
     with_proven_copy,
 )
-from reconciler.plan import Failure, Key, Options, Plan, attempts, plan
+from reconciler.plan import Action, Failure, Key, Options, Plan, attempts, plan
 from reconciler.repo import load_environments
 from reconciler.source import GitSource, LocalSource
-from reconciler.status import StatusStore, status_document
+from reconciler.status import StatusStore, failures_from, health_from, status_document
 from reconciler.trust import Signer, load_key, sign_rollback
+from reconciler.workloads import HealthVerifier
+from reconciler.workloads import read_health as workload_health
 
 
 @dataclass(frozen=True)
@@ -69,7 +75,9 @@ class Memory:
         known = self.failures.get(outcome.key)
         attempts = known.attempts + 1 if known and known.digest == outcome.digest else 1
         cause = outcome.error or outcome.message
-        self.failures[outcome.key] = Failure(outcome.digest, attempts, now, cause)
+        self.failures[outcome.key] = Failure(
+            outcome.digest, attempts, now, cause, outcome.unverified_revision
+        )
 
     def sync(self, desired: DesiredState, observed: Mapping[Key, ReleaseState]) -> None:
         """Failures count per desired state: once a release's desired state differs from the
@@ -85,8 +93,10 @@ class Memory:
             count, last_at = attempts(release, observed.get(key), self.failures.get(key))
             if count:
                 known = self.failures.get(key)
-                message = known.message if known and known.digest == release.digest else ""
-                self.failures[key] = Failure(release.digest, count, last_at, message)
+                same = known is not None and known.digest == release.digest
+                message = known.message if known and same else ""
+                revision = known.revision if known and same else None
+                self.failures[key] = Failure(release.digest, count, last_at, message, revision)
 
 
 def load_revision(source: GitSource | LocalSource, installation: str | None = None) -> Environments:
@@ -214,9 +224,16 @@ def apply_pass(
     proceed: Callable[[], str] = lambda: "",
     kube: Kube | None = None,
     create_namespaces: bool = True,
+    on_health: Callable[[Key, ReleaseHealth], None] = lambda key, health: None,
 ) -> list[Outcome]:
     """Run the plan; `create_namespaces` off (namespaced mode) leaves a missing
-    namespace to fail the install, as creating one needs a cluster-wide right."""
+    namespace to fail the install, as creating one needs a cluster-wide right.
+
+    With `kube`, every install and upgrade helm reported done is verified: its objects
+    must be healthy within the policy's timeoutSeconds, or the attempt failed (then
+    remediation and retries apply as for a failed helm run); `on_health` hears each
+    verdict, masked.
+    """
 
     def record(outcome: Outcome) -> None:
         memory.record(outcome, datetime.now(UTC))
@@ -239,6 +256,16 @@ def apply_pass(
             ),
         )
     policy = observation.desired.policy
+    verify: Callable[[Action], None] = _unverified
+    if kube is not None:
+        verify = HealthVerifier(
+            kube,
+            policy.timeout_seconds,
+            on_health=lambda ns, name, health: on_health(
+                (ns, name), masked(health, observation.mask)
+            ),
+            cancelled=helm.cancel.is_set,
+        )
     return execute(
         the_plan,
         helm,
@@ -249,7 +276,38 @@ def apply_pass(
         probe if kube else None,
         namespace,
         proof,
+        verify,
     )
+
+
+def _unverified(action: Action) -> None:
+    return None
+
+
+def read_health(
+    kube: Kube, observation: Observation, skip: Collection[Key] = ()
+) -> dict[Key, ReleaseHealth]:
+    """The health of every declared release whose latest revision is deployed (a full
+    resync): its record (one GET) and each of its objects (one GET each, a Pod LIST per
+    workload not ready), one read, no waiting. `skip`: releases whose health is known."""
+
+    discovery = Discovery(kube)
+    found: dict[Key, ReleaseHealth] = {}
+    for release in observation.desired.releases:
+        key = (release.namespace, release.name)
+        state = observation.observed.get(key)
+        if key in skip or state is None or state.latest.status != "deployed":
+            continue
+        record = read_record(kube, state.namespace, state.latest.secret)
+        if record is None:
+            continue
+        try:
+            objects = parse_record(record)
+        except ReconcilerError:
+            continue  # not a manifest helm wrote: nothing to judge it by
+        health = workload_health(kube, objects, discovery)
+        found[key] = masked(health, observation.mask)
+    return found
 
 
 def _same_detail(state: ReleaseState, before: ReleaseState | None) -> ReleaseState:
@@ -269,8 +327,12 @@ def _secret_strings(values: ClusterValues) -> frozenset[str]:
 
 @dataclass(frozen=True)
 class PassResult:
+    """`health`: each release's health as last read (after an install or upgrade, or on
+    a full resync; a release missing from it has none known)."""
+
     plan: Plan
     outcomes: tuple[Outcome, ...]
+    health: Mapping[Key, ReleaseHealth] = field(default_factory=dict)
 
     @property
     def failed(self) -> tuple[Outcome, ...]:
@@ -302,7 +364,10 @@ class Engine:
         self.kube = kube
         self.status = status
         self.options = options
-        self.memory = Memory(status.failures())
+        remembered = status.read()
+        self.memory = Memory(failures_from(remembered))
+        # Health as last read, kept across passes: a quiet pass does not read it again.
+        self.health: dict[Key, ReleaseHealth] = health_from(remembered)
         self._helm_factory = helm_factory
         self._helm: Helm | None = None
         self._last_status = ""
@@ -355,6 +420,7 @@ class Engine:
         the_plan, observation = self.plan(env, full, writing=True)
         on_plan(the_plan)
         outcomes: list[Outcome] = []
+        verified: dict[Key, ReleaseHealth] = {}
         if the_plan.actions:
             outcomes = apply_pass(
                 the_plan,
@@ -365,6 +431,7 @@ class Engine:
                 proceed,
                 self.kube,
                 create_namespaces=not self.options.namespaces,
+                on_health=verified.__setitem__,
             )
             # The status should say what helm holds now, not what it held before.
             index = read_index(self.kube, sorted(self.options.namespaces), observation.signer)
@@ -373,9 +440,37 @@ class Engine:
                 for key, state in index.releases.items()
             }
             observation = dataclasses.replace(observation, observed=observed)
-        result = PassResult(the_plan, tuple(outcomes))
+        self._update_health(observation, outcomes, verified, full)
+        result = PassResult(the_plan, tuple(outcomes), dict(self.health))
         self.record(result, observation)
         return result
+
+    def _update_health(
+        self,
+        observation: Observation,
+        outcomes: list[Outcome],
+        verified: Mapping[Key, ReleaseHealth],
+        full: bool,
+    ) -> None:
+        """What a pass learnt of health: the verdicts of its installs and upgrades; for a
+        release it acted on without one (helm failed, a rollback, an uninstall), none is
+        known; a full resync reads every other deployed release's."""
+
+        declared = {(r.namespace, r.name) for r in observation.desired.releases}
+        for key in [k for k in self.health if k not in declared]:
+            del self.health[key]
+        for outcome in outcomes:
+            self.health.pop(outcome.key, None)
+        self.health.update(verified)
+        if full:
+            for key in declared - set(verified):
+                self.health.pop(key, None)
+            self.health.update(read_health(self.kube, observation, skip=verified))
+
+    def read_health(self, observation: Observation) -> dict[Key, ReleaseHealth]:
+        """Every deployed release's health, read now (`plan --full`)."""
+
+        return read_health(self.kube, observation)
 
     def record(self, result: PassResult, observation: Observation) -> None:
         """Write the status ConfigMap when what it says changed (not on every quiet poll)."""
@@ -387,6 +482,7 @@ class Engine:
             result.outcomes,
             self.memory.failures,
             datetime.now(UTC),
+            result.health,
         )
         fingerprint = json.dumps({k: v for k, v in document.items() if k != "time"}, sort_keys=True)
         if fingerprint != self._last_status:

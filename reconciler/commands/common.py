@@ -7,7 +7,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,9 +21,10 @@ from reconciler.commands.gitflags import (
 from reconciler.errors import UsageError
 from reconciler.excerpt import one_line
 from reconciler.execute import Outcome
+from reconciler.health import ReleaseHealth
 from reconciler.helm import Helm
 from reconciler.kube import Kube, in_cluster, in_cluster_kubeconfig
-from reconciler.plan import Options, Plan
+from reconciler.plan import Key, Options, Plan
 from reconciler.source import GitSource, LocalSource, open_source
 from reconciler.terminal import for_terminal
 
@@ -256,6 +257,21 @@ def print_plan(the_plan: Plan) -> None:
     )
     if rows:
         print(table(rows, ["release", "namespace", "action", "chart", "reason"]))
+
+
+def health_json(health: Mapping[Key, ReleaseHealth]) -> list[dict[str, Any]]:
+    return [
+        {"namespace": key[0], "release": key[1], **verdict.as_json()}
+        for key, verdict in sorted(health.items())
+    ]
+
+
+def print_health(health: Mapping[Key, ReleaseHealth]) -> None:
+    """One line per release that is not Healthy, naming its unready objects."""
+
+    for (namespace, release), verdict in sorted(health.items()):
+        if not verdict.healthy:
+            print(for_terminal(f"health {namespace}/{release}: {verdict.summary()}"))
 
 
 def dump_json(document: Any) -> None:

@@ -18,9 +18,15 @@ def register(subparsers: Any, name: str, summary: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     engine, env = start(args)
-    the_plan, _ = engine.plan(env, full=args.full)
+    the_plan, observation = engine.plan(env, full=args.full)
+    # A full plan reads every deployed release's workloads too (one read, no waiting).
+    health = engine.read_health(observation) if args.full else {}
     if args.output == "json":
-        common.dump_json(common.plan_json(the_plan))
+        document = common.plan_json(the_plan)
+        if args.full:
+            document["health"] = common.health_json(health)
+        common.dump_json(document)
     else:
         common.print_plan(the_plan)
+        common.print_health(health)
     return PENDING_EXIT if the_plan.changes_pending else 0
