@@ -1,0 +1,163 @@
+"""Converged means healthy: after helm's install or upgrade the release's workloads must
+become ready within timeoutSeconds, or the attempt failed (with helm not waiting, too);
+a full resync reads health again and `status` shows it."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+from engine_world import World, kube_json, wait_for, written_release
+
+from testbed import CRASH_LOOP, NEVER_READY, POD_BEHAVIOUR
+
+TIMEOUT = 6  # seconds: the health check's wait for a never-ready Deployment
+
+
+def policy(**extra: Any) -> dict[str, Any]:
+    # wait: false, helm's default here: helm returns at once and only the health check waits.
+    return {"retries": 0, "retryBackoffSeconds": 1, "timeoutSeconds": TIMEOUT, **extra}
+
+
+def web(world: World, publish_chart: Any, behaviour: str = "", **extra: Any) -> None:
+    publish_chart("workload", "0.1.0", helm=world.helm_name)
+    world.repo.project("web", world.namespace, chart="workload")
+    values = {"statefulSet": False, "replicas": 1, "podBehaviour": behaviour}
+    world.repo.release(world.installation, "web", version="0.1.0", values=values)
+    world.repo.installation(world.installation, policy=policy(**extra))
+    world.repo.commit(f"web {behaviour or 'ready'}")
+
+
+def status_rows(world: World) -> dict[str, dict[str, Any]]:
+    done = world.cli("status", "-o", "json")
+    assert done.stdout.strip(), done.stderr
+    return {row["release"]: row for row in json.loads(done.stdout)["releases"]}
+
+
+def upgrades(world: World) -> list[str]:
+    return [name for call in world.helm_calls() if (name := written_release(call))]
+
+
+def ready_replicas(world: World, name: str) -> int:
+    path = f"/apis/apps/v1/namespaces/{world.namespace}/deployments/{name}"
+    return int(kube_json(world.testbed, "GET", path)["status"].get("readyReplicas") or 0)
+
+
+@pytest.mark.helm3
+def test_a_never_ready_upgrade_fails_at_the_timeout_and_is_rolled_back(
+    world: World, publish_chart: Any
+) -> None:
+    web(world, publish_chart)
+    code, first, _ = world.apply()
+    assert code == 0, first
+    assert status_rows(world)["web"]["health"] == "Healthy"
+    assert ready_replicas(world, "web") == 1, "succeeded only once its Pod was Ready"
+
+    web(world, publish_chart, NEVER_READY)
+    started = time.monotonic()
+    code, document, _ = world.apply()
+    took = time.monotonic() - started
+
+    assert code == 1
+    (outcome,) = document["outcomes"]
+    assert outcome["result"] == "failed"
+    assert took >= TIMEOUT, "the health check waited for the timeout"
+    message = outcome["message"]
+    assert f"not healthy within {TIMEOUT}s (timeoutSeconds): Progressing: " in message
+    assert f"Deployment {world.namespace}/web: " in message
+    assert "rolled back to revision 1" in message
+    history = world.history("web")
+    assert [h["status"] for h in history] == ["superseded", "superseded", "deployed"]
+    assert history[-1]["description"].startswith("Rollback to 1")
+    row = status_rows(world)["web"]
+    assert row["state"] == "failed"
+    assert row["health"] == "Progressing"
+    assert row["unhealthy"][0]["kind"] == "Deployment"
+
+    world.reset_calls()
+    code, again = world.plan()
+    assert code == 0, "retries 0: held, not planned again"
+    assert "failed 1 time(s)" in again["held"][0]["reason"]
+    assert world.helm_calls() == []
+
+
+@pytest.mark.helm3
+def test_with_remediation_none_a_deployed_never_ready_release_is_failed_not_in_sync(
+    world: World, publish_chart: Any
+) -> None:
+    web(world, publish_chart, NEVER_READY, remediation="none", retries=1)
+
+    code, document, _ = world.apply()
+
+    assert code == 1
+    assert document["outcomes"][0]["result"] == "failed"
+    # helm calls it deployed, with the reconciler's digest: only the reconciler knows better.
+    assert world.latest("web")["status"] == "deployed"
+    assert status_rows(world)["web"]["state"] == "failed"
+
+    # A new process (state from the status ConfigMap) retries once after the backoff...
+    time.sleep(1.5)
+    world.reset_calls()
+    code, retried, _ = world.apply()
+    assert code == 1
+    assert retried["actions"][0]["reason"] == "revision 1 was deployed but did not work (retry 1/1)"
+    assert upgrades(world) == ["web"]
+    # ...then holds it, never calling it in sync or succeeded.
+    world.reset_calls()
+    code, held = world.plan()
+    assert code == 0
+    assert held["in_sync"] == []
+    assert "upgrade of 0.1.0 failed 2 time(s)" in held["held"][0]["reason"]
+    assert "not healthy within" in held["held"][0]["reason"]
+    assert world.helm_calls() == []
+    done = world.cli("status")
+    assert done.returncode == 1
+    assert "HEALTH" in done.stdout.splitlines()[1]
+
+
+def test_a_workload_that_crash_loops_later_is_degraded_on_the_next_full_resync(
+    world: World, publish_chart: Any
+) -> None:
+    web(world, publish_chart)
+    assert world.apply()[0] == 0
+    pods = f"/api/v1/namespaces/{world.namespace}/pods"
+    (pod,) = kube_json(world.testbed, "GET", pods + "?labelSelector=app.kubernetes.io/instance=web")[
+        "items"
+    ]
+
+    def crash(name: str = pod["metadata"]["name"]) -> bool:
+        # The Pod itself, not the chart's template: the release's manifest is unchanged.
+        live = kube_json(world.testbed, "GET", f"{pods}/{name}")
+        live["metadata"].setdefault("annotations", {})[POD_BEHAVIOUR] = CRASH_LOOP
+        kube_json(world.testbed, "PUT", f"{pods}/{name}", live)
+        return True
+
+    wait_for(crash)
+    wait_for(lambda: ready_replicas(world, "web") == 0, timeout=60)
+
+    world.reset_calls()
+    assert world.apply()[0] == 0, "a quiet pass"
+    assert status_rows(world)["web"]["health"] == "Healthy", "a quiet pass reads no health"
+
+    def degraded() -> dict[str, Any] | None:
+        assert world.apply("--full")[0] == 0
+        row = status_rows(world)["web"]
+        return row if row["health"] == "Degraded" else None
+
+    row = wait_for(degraded, timeout=60)
+    (unhealthy,) = row["unhealthy"]
+    assert (unhealthy["kind"], unhealthy["name"], unhealthy["status"]) == (
+        "Deployment",
+        "web",
+        "Failed",
+    )
+    assert "CrashLoopBackOff" in unhealthy["message"]
+    assert world.helm_calls() == [], "reading health starts no helm process"
+    table = world.cli("status")
+    assert table.returncode == 1
+    assert "Degraded" in table.stdout
+    plan_code, planned = world.plan("--full")
+    assert plan_code == 0
+    assert planned["health"][0]["health"] == "Degraded"
