@@ -461,7 +461,13 @@ class Engine:
             del self.health[key]
         for outcome in outcomes:
             self.health.pop(outcome.key, None)
-        self.health.update(verified)
+            verdict = verified.get(outcome.key)
+            state = observation.observed.get(outcome.key)
+            latest = state.latest.number if state else None
+            # A failed check's verdict holds only while its revision is still the latest
+            # (remediation `none`): after a rollback or uninstall it describes nothing live.
+            if verdict and (outcome.result == "succeeded" or latest == outcome.unverified_revision):
+                self.health[outcome.key] = verdict
         if full:
             for key in declared - set(verified):
                 self.health.pop(key, None)

@@ -5,14 +5,18 @@ a full resync reads health again and `status` shows it."""
 from __future__ import annotations
 
 import json
+import shutil
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
-from engine_world import World, kube_json, wait_for, written_release
+from engine_world import World, daemon, kube_json, wait_for, written_release
+from test_daemon import fake_github, posted, promote_for_deployment
 
 from testbed import CRASH_LOOP, NEVER_READY, POD_BEHAVIOUR
 
+ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 6  # seconds: the health check's wait for a never-ready Deployment
 
 
@@ -73,14 +77,17 @@ def test_a_never_ready_upgrade_fails_at_the_timeout_and_is_rolled_back(
     assert history[-1]["description"].startswith("Rollback to 1")
     row = status_rows(world)["web"]
     assert row["state"] == "failed"
-    assert row["health"] == "Progressing"
-    assert row["unhealthy"][0]["kind"] == "Deployment"
+    assert f"Deployment {world.namespace}/web: " in row["message"]
+    # The verdict was on revision 2; the rollback's revision is not read until a resync.
+    assert row["health"] == ""
 
     world.reset_calls()
     code, again = world.plan()
     assert code == 0, "retries 0: held, not planned again"
     assert "failed 1 time(s)" in again["held"][0]["reason"]
     assert world.helm_calls() == []
+    assert world.apply("--full")[0] == 0
+    assert status_rows(world)["web"]["health"] in ("Healthy", "Progressing")
 
 
 @pytest.mark.helm3
@@ -93,6 +100,9 @@ def test_with_remediation_none_a_deployed_never_ready_release_is_failed_not_in_s
 
     assert code == 1
     assert document["outcomes"][0]["result"] == "failed"
+    row = status_rows(world)["web"]
+    assert row["health"] == "Progressing", "the verdict is on the revision still deployed"
+    assert row["unhealthy"][0]["message"] in ("Available: 0/1", "Ready: 0/1")
     # helm calls it deployed, with the reconciler's digest: only the reconciler knows better.
     assert world.latest("web")["status"] == "deployed"
     assert status_rows(world)["web"]["state"] == "failed"
@@ -123,9 +133,9 @@ def test_a_workload_that_crash_loops_later_is_degraded_on_the_next_full_resync(
     web(world, publish_chart)
     assert world.apply()[0] == 0
     pods = f"/api/v1/namespaces/{world.namespace}/pods"
-    (pod,) = kube_json(world.testbed, "GET", pods + "?labelSelector=app.kubernetes.io/instance=web")[
-        "items"
-    ]
+    (pod,) = kube_json(
+        world.testbed, "GET", pods + "?labelSelector=app.kubernetes.io/instance=web"
+    )["items"]
 
     def crash(name: str = pod["metadata"]["name"]) -> bool:
         # The Pod itself, not the chart's template: the release's manifest is unchanged.
@@ -161,3 +171,55 @@ def test_a_workload_that_crash_loops_later_is_degraded_on_the_next_full_resync(
     plan_code, planned = world.plan("--full")
     assert plan_code == 0
     assert planned["health"][0]["health"] == "Degraded"
+
+
+def test_github_hears_success_only_once_healthy_and_failure_for_a_never_ready_ref(
+    world: World, publish_chart: Any, tmp_path: Path
+) -> None:
+    good, bad = "a1" * 20, "b2" * 20
+    publish_chart("workload", f"1.0.0-g{good[:7]}")
+    # The bad ref's chart runs Pods that never become Ready.
+    never = tmp_path / "never-ready"
+    shutil.copytree(ROOT / "tests" / "charts" / "workload", never)
+    values = never / "values.yaml"
+    values.write_text(
+        values.read_text().replace('podBehaviour: ""', f"podBehaviour: {NEVER_READY}")
+    )
+    publish_chart(never, f"1.0.0-g{bad[:7]}")
+    world.repo.project(
+        "alpha", world.namespace, chart="workload", version_template="1.0.0-g{ref:7}"
+    )
+    world.repo.release(world.installation, "alpha", ref=good, values={"statefulSet": False})
+    world.repo.installation(world.installation, policy=policy())
+    world.repo.commit("alpha")
+    with (
+        fake_github(world) as (github, github_env),
+        daemon(world, name="h", extra_env=github_env),
+    ):
+        wait_for(lambda: world.releases() == {"alpha": "deployed"}, timeout=60)
+        deployment_id = promote_for_deployment(world, github, bad)
+        wait_for(lambda: posted(github, deployment_id) == ["in_progress", "failure"], timeout=60)
+        failure = github.statuses[deployment_id][-1]["description"]
+        # GitHub keeps 140 characters: the cause's head and the unready object's tail.
+        assert failure.startswith(f"alpha failed in {world.installation}: not he")
+        assert failure.endswith(
+            ("/alpha: Updated: 1/2", "/alpha: Available: 0/1", "/alpha: Ready: 0/1")
+        )
+
+        deployment_id = promote_for_deployment(world, github, good)
+        wait_for(lambda: posted(github, deployment_id) == ["in_progress", "success"], timeout=60)
+        success_at = github.statuses[deployment_id][-1]["created_at"]
+    assert world.latest("alpha")["chart"] == f"workload-1.0.0-g{good[:7]}"
+    pods = kube_json(
+        world.testbed,
+        "GET",
+        f"/api/v1/namespaces/{world.namespace}/pods?labelSelector=app.kubernetes.io/instance=alpha",
+    )["items"]
+    ready_at = max(
+        c["lastTransitionTime"]
+        for p in pods
+        if (p["metadata"].get("annotations") or {}).get(POD_BEHAVIOUR) != NEVER_READY
+        for c in p["status"]["conditions"]
+        if c["type"] == "Ready" and c["status"] == "True"
+    )
+    assert success_at >= ready_at, "success was posted once the new Pods were Ready"
