@@ -114,6 +114,7 @@ class Reporter:
         self.events = events
         self.notifier = notifier
         self._held: set[tuple[str, str, str]] = set()
+        self._health: dict[tuple[str, str], str] = {}
 
     def outcome(self, outcome: Outcome) -> None:
         self.metrics.observe_outcome(outcome)
@@ -123,6 +124,7 @@ class Reporter:
     def passed(self, result: PassResult, seconds: float, full: bool) -> None:
         self.metrics.observe_pass(result, seconds, full, time.time())
         self._gave_up(result)
+        self._health_changed(result)
         if self.notifier:
             self.notifier.passed(result)
 
@@ -134,6 +136,23 @@ class Reporter:
             for key in holds.keys() - self._held:
                 self.events.gave_up(holds[key])
         self._held = set(holds)
+
+    def _health_changed(self, result: PassResult) -> None:
+        """One Event per release whose health changed (a full resync found it Degraded, or
+        healthy again), not one per poll; the first pass only records what it saw."""
+
+        now: dict[tuple[str, str], str] = {k: v.health for k, v in result.health.items()}
+        if self.events and self._health:
+            for key, health in sorted(now.items()):
+                before = self._health.get(key)
+                if before is None or before == health:
+                    continue
+                verdict = result.health[key]
+                kind = "Normal" if verdict.healthy else "Warning"
+                where = f"{key[0]}/{key[1]}"
+                self.events.emit(kind, "Healthy" if verdict.healthy else "Unhealthy",
+                                 f"{where}: {before} -> {verdict.summary()}")  # fmt: skip
+        self._health = now
 
     def fetched(self, seconds: float) -> None:
         self.metrics.git_fetch.observe(seconds)

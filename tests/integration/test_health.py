@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from engine_world import World, daemon, kube_json, wait_for, written_release
-from test_daemon import fake_github, posted, promote_for_deployment
+from test_daemon import fake_github, get, listening_url, posted, promote_for_deployment
 
 from testbed import CRASH_LOOP, NEVER_READY, POD_BEHAVIOUR
 
@@ -127,25 +127,30 @@ def test_with_remediation_none_a_deployed_never_ready_release_is_failed_not_in_s
     assert "HEALTH" in done.stdout.splitlines()[1]
 
 
-def test_a_workload_that_crash_loops_later_is_degraded_on_the_next_full_resync(
-    world: World, publish_chart: Any
-) -> None:
-    web(world, publish_chart)
-    assert world.apply()[0] == 0
+def crash_loop_the_pod(world: World, release: str) -> None:
+    """Make the release's one Pod crash-loop: the Pod itself, not the chart's template, so
+    the release's manifest is unchanged (no drift, nothing for helm to re-apply)."""
+
     pods = f"/api/v1/namespaces/{world.namespace}/pods"
-    (pod,) = kube_json(
-        world.testbed, "GET", pods + "?labelSelector=app.kubernetes.io/instance=web"
-    )["items"]
+    selector = f"?labelSelector=app.kubernetes.io/instance={release}"
+    (pod,) = kube_json(world.testbed, "GET", pods + selector)["items"]
 
     def crash(name: str = pod["metadata"]["name"]) -> bool:
-        # The Pod itself, not the chart's template: the release's manifest is unchanged.
         live = kube_json(world.testbed, "GET", f"{pods}/{name}")
         live["metadata"].setdefault("annotations", {})[POD_BEHAVIOUR] = CRASH_LOOP
         kube_json(world.testbed, "PUT", f"{pods}/{name}", live)
         return True
 
     wait_for(crash)
-    wait_for(lambda: ready_replicas(world, "web") == 0, timeout=60)
+    wait_for(lambda: ready_replicas(world, release) == 0, timeout=60)
+
+
+def test_a_workload_that_crash_loops_later_is_degraded_on_the_next_full_resync(
+    world: World, publish_chart: Any
+) -> None:
+    web(world, publish_chart)
+    assert world.apply()[0] == 0
+    crash_loop_the_pod(world, "web")
 
     world.reset_calls()
     assert world.apply()[0] == 0, "a quiet pass"
@@ -223,3 +228,25 @@ def test_github_hears_success_only_once_healthy_and_failure_for_a_never_ready_re
         if c["type"] == "Ready" and c["status"] == "True"
     )
     assert success_at >= ready_at, "success was posted once the new Pods were Ready"
+
+
+def test_the_daemon_reports_a_later_crash_loop_in_metrics_and_an_event(
+    world: World, publish_chart: Any
+) -> None:
+    web(world, publish_chart)
+    args = ("--listen", "127.0.0.1:0", "--resync-interval", "1")
+    with daemon(world, *args, name="m"):
+        base = listening_url(world, "m")
+        labels = f'namespace="{world.namespace}",release="web"'
+        healthy = f'reconciler_release_health{{health="healthy",{labels}}}'
+        wait_for(lambda: f"{healthy} 1.0" in get(f"{base}/metrics")[1], timeout=60)
+        crash_loop_the_pod(world, "web")
+        degraded = f'reconciler_release_health{{health="degraded",{labels}}}'
+        wait_for(lambda: f"{degraded} 1.0" in get(f"{base}/metrics")[1], timeout=60)
+        metrics = get(f"{base}/metrics")[1]
+    assert f"{healthy} 0.0" in metrics
+    events = kube_json(world.testbed, "GET", f"/api/v1/namespaces/{world.namespace}/events")
+    unhealthy = [e["message"] for e in events["items"] if e["reason"] == "Unhealthy"]
+    assert unhealthy, "a Warning Event when a resync finds the release Degraded"
+    assert unhealthy[0].startswith(f"{world.namespace}/web: Healthy -> Degraded: Deployment ")
+    assert "CrashLoopBackOff" in unhealthy[0]
