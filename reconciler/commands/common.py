@@ -87,7 +87,8 @@ def add_cluster_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--full",
         action="store_true",
-        help="decode every declared release to find changes made by hand (a full resync)",
+        help="decode every declared release to find changes made by hand, and read every "
+        "deployed release's workload health (a full resync)",
     )
     group.add_argument(
         "--force-retry", action="store_true", help="retry releases that failed at this same state"

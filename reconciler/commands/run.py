@@ -54,7 +54,8 @@ def register(subparsers: Any, name: str, summary: str) -> None:
         "--resync-interval",
         type=float,
         default=float(env("RECONCILER_RESYNC_INTERVAL", "600")),
-        help="seconds between full resyncs that find changes made by hand (default 600)",
+        help="seconds between full resyncs that find changes made by hand and read every "
+        "release's workload health (default 600)",
     )
     group.add_argument(
         "--once", action="store_true", help="stop after the first pass (for tests and jobs)"
