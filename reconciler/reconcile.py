@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 
+from reconciler import log
 from reconciler.desired import ClusterValues, cluster_values_from_data, desired_state
 from reconciler.errors import ReconcilerError
 from reconciler.execute import Outcome, Proof, execute
@@ -298,15 +299,15 @@ def read_health(
         state = observation.observed.get(key)
         if key in skip or state is None or state.latest.status != "deployed":
             continue
-        record = read_record(kube, state.namespace, state.latest.secret)
-        if record is None:
-            continue
         try:
-            objects = parse_record(record)
-        except ReconcilerError:
-            continue  # not a manifest helm wrote: nothing to judge it by
-        health = workload_health(kube, objects, discovery)
-        found[key] = masked(health, observation.mask)
+            record = read_record(kube, state.namespace, state.latest.secret)
+            objects = parse_record(record) if record is not None else None
+        except ReconcilerError as error:
+            # This release's health stays unknown; the others are still read.
+            log.warning("cannot read a release's objects", release=release.name, error=str(error))
+            continue
+        if objects is not None:
+            found[key] = masked(workload_health(kube, objects, discovery), observation.mask)
     return found
 
 
