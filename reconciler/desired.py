@@ -288,6 +288,7 @@ def _desired_release(
         depends_on=_depends_on(inst, project),
         ref=release.ref,
         adopt=release.adopt,
+        drift_ignore=project.drift_ignore,
     )
     return replace(desired, values_problem=problem) if problem else desired
 

@@ -9,7 +9,7 @@ from reconciler.errors import KubeError
 from reconciler.excerpt import bounded
 from reconciler.execute import Outcome
 from reconciler.kube import EVENTS, Kube
-from reconciler.plan import Hold
+from reconciler.plan import Drifted, Hold
 from reconciler.status import status_name
 
 EVENT_MESSAGE_LIMIT = 1000  # `kubectl describe` shows Events in a table; keep them readable
@@ -40,6 +40,17 @@ class EventRecorder:
         """A release the reconciler will not act on again by itself, with why (its last error)."""
 
         self.emit("Warning", "Held", f"{hold.namespace}/{hold.release}: {hold.reason}")
+
+    def drifted(self, drifted: Drifted) -> None:
+        """A release whose live objects differ from its manifest: which objects and paths
+        (never values), and what the `drift` policy does about it."""
+
+        what = "re-applied through helm" if drifted.policy == "correct" else "reported only"
+        self.emit(
+            "Warning",
+            "Drifted",
+            f"{drifted.namespace}/{drifted.release}: live drift ({what}): {drifted.drift.summary(10)}",
+        )
 
     def emit(self, kind: str, reason: str, message: str) -> None:
         """Best effort: a missing Events permission must not stop a reconcile."""

@@ -119,6 +119,10 @@ class Helm:
         command = ["install"] if fresh else ["upgrade", "--install"]
         reset = [] if fresh else ["--reset-values"]
         history = [] if fresh else ["--history-max", str(policy.history_max)]
+        # Helm 4 applies server-side: a field someone took over by hand (`kubectl scale`,
+        # `kubectl edit`) conflicts and fails the upgrade. The environments repo is the
+        # truth, as helm 3's three-way merge makes it, so those fields are taken back.
+        force = ["--force-conflicts"] if self.major >= 4 and not fresh else []
         chart = [str(chart_file)] if chart_file else self._chart_args(release.chart)
         with _values_file(release.values) as values_path:
             argv = [
@@ -131,6 +135,7 @@ class Helm:
                 "--description", description[:DESCRIPTION_LIMIT],
                 *reset,
                 *history,
+                *force,
                 "--timeout", f"{policy.timeout_seconds}s",
                 # The API server validates every object it is sent (helm 4's server-side
                 # apply rejects unknown fields; helm 3's client-side check only warns), so

@@ -9,11 +9,16 @@ found by the next pass). Each object is then one GET; 404 means missing.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from reconciler.errors import KubeError
 from reconciler.kube import JsonObject, Kube, Resource
 from reconciler.manifest import ManifestObject
+
+# From this many objects of one resource in one namespace, one LIST reads them all (a
+# namespace holding many releases); below it, a GET each reads less.
+LIST_FROM = 8
 
 
 @dataclass(frozen=True)
@@ -82,28 +87,72 @@ class Discovery:
 
 
 def read_live(
-    kube: Kube, objects: Iterable[ManifestObject], discovery: Discovery | None = None
+    kube: Kube,
+    objects: Iterable[ManifestObject],
+    discovery: Discovery | None = None,
+    workers: int = 1,
 ) -> list[LiveObject]:
-    """Each object's live state, in the order given: one GET per object, plus discovery
-    GETs the first time a group version is met. `kube` may be an impersonating client
-    (only what it may read is read: a 403 becomes that object's `error`, never a raise).
-    Pass one `discovery` for a whole pass to share its cache between releases.
+    """Each object's live state, in the order given. Objects of one resource in one
+    namespace are read with one paginated LIST when there are at least `LIST_FROM` of them,
+    else with one GET each (`workers` GETs at a time); plus discovery GETs the first time a
+    group version is met. `kube` may be an impersonating client: only what it may read is
+    read (a 403 becomes that object's `error`, never a raise; a refused LIST falls back to
+    GETs). Pass one `discovery` for a whole pass to share its cache between releases.
     """
 
     discovery = discovery or Discovery(kube)
-    found: list[LiveObject] = []
-    for obj in objects:
+    objects = list(objects)
+    found: dict[int, LiveObject] = {}
+    groups: dict[tuple[ApiResource, str], list[int]] = {}
+    for index, obj in enumerate(objects):
         try:
             where = discovery.resolve(obj.api_version, obj.kind)
         except KubeError as error:
-            found.append(LiveObject(obj, None, f"cannot discover {obj.api_version}: {error}"))
+            found[index] = LiveObject(obj, None, f"cannot discover {obj.api_version}: {error}")
             continue
         if where is None:
             problem = f"the cluster does not serve {obj.kind} in {obj.api_version}"
-            found.append(LiveObject(obj, None, problem))
+            found[index] = LiveObject(obj, None, problem)
             continue
+        groups.setdefault((where, obj.namespace if where.namespaced else ""), []).append(index)
+    singles: list[tuple[int, ApiResource]] = []
+    for (where, namespace), indexes in groups.items():
+        listed = _listed(kube, where, namespace) if len(indexes) >= LIST_FROM else None
+        if listed is None:
+            singles.extend((index, where) for index in indexes)
+            continue
+        for index in indexes:
+            obj = objects[index]
+            live = listed.get(obj.name)
+            # A LIST's items carry no apiVersion and kind; a GET's do.
+            live = {**live, "apiVersion": obj.api_version, "kind": obj.kind} if live else None
+            found[index] = LiveObject(obj, live)
+
+    def get(single: tuple[int, ApiResource]) -> tuple[int, LiveObject]:
+        index, where = single
+        obj = objects[index]
         try:
-            found.append(LiveObject(obj, kube.get(where.path(obj.namespace, obj.name))))
+            return index, LiveObject(obj, kube.get(where.path(obj.namespace, obj.name)))
         except KubeError as error:
-            found.append(LiveObject(obj, None, str(error)))
-    return found
+            return index, LiveObject(obj, None, str(error))
+
+    if workers > 1 and len(singles) > 1:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            found.update(pool.map(get, singles))
+    else:
+        found.update(map(get, singles))
+    return [found[index] for index in range(len(objects))]
+
+
+def _listed(kube: Kube, where: ApiResource, namespace: str) -> dict[str, JsonObject] | None:
+    """Every object of one resource in one namespace by name, or None when the LIST is
+    refused (the caller GETs one by one: a client may hold `get` without `list`)."""
+
+    path = where.resource.path(namespace or None)
+    try:
+        return {
+            str((item.get("metadata") or {}).get("name", "")): item
+            for item in kube.list_items(path)
+        }
+    except KubeError:
+        return None

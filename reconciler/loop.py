@@ -202,6 +202,14 @@ class Loop:
                 held=len(the_plan.held),
                 seconds=round(seconds, 3),
             )
+        for drifted in the_plan.drifted:
+            log.warning(
+                "live drift",
+                release=drifted.release,
+                namespace=drifted.namespace,
+                policy=drifted.policy,
+                drift=drifted.drift.summary(10),
+            )
         for outcome in result.outcomes:
             log.info(
                 f"{outcome.kind} {outcome.result}",

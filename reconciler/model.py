@@ -24,6 +24,7 @@ LABEL_DIGEST = "reconciler-digest"
 
 Values = dict[str, Any]
 Remediation = Literal["rollback", "uninstall", "none"]
+DriftPolicy = Literal["correct", "warn", "off"]
 
 REF_PLACEHOLDER = re.compile(r"\{ref(?::(\d+))?\}")
 
@@ -48,6 +49,19 @@ class ChartSource:
 
 
 @dataclass(frozen=True)
+class DriftIgnore:
+    """Paths (JSON pointers, RFC 6901) never compared for live drift in objects of `kind`
+    (every kind when "*"), only the object named `name` when set. A path covers all below it."""
+
+    kind: str
+    paths: tuple[str, ...]
+    name: str = ""
+
+    def applies(self, kind: str, name: str) -> bool:
+        return self.kind in ("*", kind) and self.name in ("", name)
+
+
+@dataclass(frozen=True)
 class Project:
     name: str
     chart: ChartSource
@@ -55,6 +69,7 @@ class Project:
     values: Values = field(default_factory=dict)
     depends_on: tuple[str, ...] = ()
     path: str = ""
+    drift_ignore: tuple[DriftIgnore, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -71,6 +86,8 @@ class Policy:
     history_max: int = 10
     wait: bool = False
     pending_timeout_seconds: int = 600
+    # Live drift found on a full resync: re-apply the release, only report it, or not look.
+    drift: DriftPolicy = "correct"
 
 
 @dataclass(frozen=True)
@@ -154,6 +171,8 @@ class DesiredRelease:
     values_problem: str | None = None
     # Take over a release of the same name that is not ours (`adopt: true`, or --adopt).
     adopt: bool = False
+    # The project's live-drift ignore rules (not part of what helm is given, so not digested).
+    drift_ignore: tuple[DriftIgnore, ...] = field(default=(), compare=False)
     # The digest keyed with the installation's key (see reconciler.trust); set by the
     # engine before planning, so that no label reveals the values it covers.
     keyed_digest: str | None = field(default=None, compare=False)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from reconciler.drift import LiveDrift
 from reconciler.errors import ReconcilerError
 from reconciler.model import DesiredRelease, DesiredState, Policy
 from reconciler.observe import PENDING, ReleaseState, Revision
@@ -104,16 +105,33 @@ class Options:
 
 
 @dataclass(frozen=True)
+class Drifted:
+    """A release whose live objects differ from its manifest (found on a full resync), and
+    what the installation's `drift` policy makes of it: `correct` (an upgrade in the
+    plan re-applies it) or `warn` (reported only)."""
+
+    release: str
+    namespace: str
+    policy: str
+    drift: LiveDrift
+
+    @property
+    def key(self) -> Key:
+        return (self.namespace, self.release)
+
+
+@dataclass(frozen=True)
 class Plan:
     installation: str
     revision: str
     actions: tuple[Action, ...]
     held: tuple[Hold, ...] = ()
     in_sync: tuple[Key, ...] = ()
+    drifted: tuple[Drifted, ...] = ()
 
     @property
     def changes_pending(self) -> bool:
-        return bool(self.actions)
+        return bool(self.actions or self.drifted)
 
 
 def plan(
@@ -123,11 +141,15 @@ def plan(
     failures: Mapping[Key, Failure] | None = None,
     options: Options = Options(),
     unreadable: Mapping[str, str] | None = None,
+    live_drift: Mapping[Key, LiveDrift] | None = None,
 ) -> Plan:
-    """`unreadable` maps each namespace whose release history could not be read to why."""
+    """`unreadable` maps each namespace whose release history could not be read to why;
+    `live_drift` the live drift of releases a full resync checked (reconciler.driftcheck)."""
 
     failures = failures or {}
     unreadable = unreadable or {}
+    live_drift = live_drift or {}
+    drifted: list[Drifted] = []
     actions: list[Action] = []
     held: list[Hold] = []
     in_sync: list[Key] = []
@@ -156,6 +178,13 @@ def plan(
             options,
             desired.installation,
         )
+        live = live_drift.get(key)
+        if step is None and live and live.drifted and desired.policy.drift != "off":
+            drifted.append(Drifted(release.name, release.namespace, desired.policy.drift, live))
+            if desired.policy.drift == "correct":
+                step = _correction(
+                    release, observed[key], desired.policy, now, failures, options, live
+                )
         if isinstance(step, Hold):
             blocked[release.name] = step.gave_up
             held.append(step)
@@ -171,7 +200,29 @@ def plan(
         actions=(*actions, *prune_actions),
         held=(*held, *prune_holds),
         in_sync=tuple(in_sync),
+        drifted=tuple(drifted),
     )
+
+
+def _correction(
+    release: DesiredRelease,
+    state: ReleaseState,
+    policy: Policy,
+    now: datetime,
+    failures: Mapping[Key, Failure],
+    options: Options,
+    live: LiveDrift,
+) -> list[Action] | Hold:
+    """Re-apply an in-sync release whose live objects drifted: the same chart and values,
+    so helm recreates what is missing and restores what was changed. Its failures count
+    and back off like any attempt at this desired state."""
+
+    why = f"live drift: {live.summary()}"
+    if live.autoscaled:
+        # helm applies the chart's replicas with the rest; the autoscaler scales back.
+        why += f" (resets replicas an autoscaler owns: {', '.join(live.autoscaled)})"
+    failure = failures.get((release.namespace, release.name))
+    return _unless_given_up(release, state, policy, now, failure, options, "upgrade", why)
 
 
 def _out_of_reach(

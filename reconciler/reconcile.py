@@ -14,13 +14,15 @@ from functools import cached_property
 
 from reconciler import log
 from reconciler.desired import ClusterValues, cluster_values_from_data, desired_state
+from reconciler.drift import LiveDrift
+from reconciler.driftcheck import check_drift
 from reconciler.errors import ReconcilerError
 from reconciler.execute import Outcome, Proof, execute
 from reconciler.health import ReleaseHealth, masked
 from reconciler.helm import Helm
 from reconciler.kube import CONFIGMAPS, SECRETS, JsonObject, Kube, ensure_namespace
-from reconciler.liveobjects import Discovery
-from reconciler.manifest import parse_record
+from reconciler.liveobjects import Discovery, read_live
+from reconciler.manifest import ManifestObject, parse, parse_record
 from reconciler.masking import SecretMask, scalars
 from reconciler.model import DesiredState, Environments, ValuesFrom
 from reconciler.observe import (
@@ -31,13 +33,15 @@ from reconciler.observe import (
     with_detail,
     with_proven_copy,
 )
-from reconciler.plan import Action, Failure, Key, Options, Plan, attempts, plan
+from reconciler.plan import Action, Drifted, Failure, Key, Options, Plan, attempts, plan
 from reconciler.repo import load_environments
 from reconciler.source import GitSource, LocalSource
 from reconciler.status import StatusStore, failures_from, health_from, status_document
 from reconciler.trust import Signer, load_key, sign_rollback
-from reconciler.workloads import HealthVerifier
-from reconciler.workloads import read_health as workload_health
+from reconciler.workloads import HealthVerifier, judge_live
+
+# Object GETs in flight at once when a full resync reads every release's health.
+HEALTH_READERS = 8
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,8 @@ class Observation:
     secret_values: frozenset[str]
     unreadable: Mapping[str, str] = field(default_factory=dict)
     signer: Signer | None = None
+    # Live drift of the in-sync releases; read on a full resync only (else empty).
+    drift: Mapping[Key, LiveDrift] = field(default_factory=dict)
 
     @cached_property
     def _mask(self) -> SecretMask:
@@ -161,7 +167,8 @@ def observe(
     """Desired state with in-cluster values, and the releases as the cluster has them.
 
     Only releases whose labels do not prove them in sync are decoded (one GET
-    each); `full` decodes every declared release to find drift made by hand.
+    each); `full` decodes every declared release to find drift made by hand, and
+    reads the live objects of those in sync (reconciler.driftcheck).
     `namespaces` confines the history read to those namespaces (namespaced mode).
     `signer` keys the digests and checks which revisions the reconciler wrote.
     """
@@ -188,7 +195,8 @@ def observe(
         if full or stale or not state.latest.signed:
             observed[state.key] = with_detail(kube, state)
     secrets = _secret_strings(cluster_values)
-    return Observation(desired, observed, secrets, index.unreadable, signer)
+    drift = check_drift(kube, desired, observed, namespaces) if full else {}
+    return Observation(desired, observed, secrets, index.unreadable, signer, drift)
 
 
 def keyed(desired: DesiredState, signer: Signer) -> DesiredState:
@@ -213,6 +221,7 @@ def plan_pass(
         memory.failures,
         options,
         observation.unreadable,
+        observation.drift,
     )
 
 
@@ -289,26 +298,36 @@ def read_health(
     kube: Kube, observation: Observation, skip: Collection[Key] = ()
 ) -> dict[Key, ReleaseHealth]:
     """The health of every declared release whose latest revision is deployed (a full
-    resync): its record (one GET) and each of its objects (one GET each, a Pod LIST per
-    workload not ready), one read, no waiting. `skip`: releases whose health is known."""
+    resync), one read, no waiting: the objects of its manifest (from the record decoded
+    this pass, else one GET of it), read together (one LIST per resource and namespace
+    holding many of them, else parallel GETs), and a Pod LIST per workload not ready.
+    `skip`: releases whose health is known."""
 
-    discovery = Discovery(kube)
-    found: dict[Key, ReleaseHealth] = {}
+    manifests: dict[Key, tuple[ManifestObject, ...]] = {}
     for release in observation.desired.releases:
         key = (release.namespace, release.name)
         state = observation.observed.get(key)
         if key in skip or state is None or state.latest.status != "deployed":
             continue
         try:
-            record = read_record(kube, state.namespace, state.latest.secret)
-            objects = parse_record(record) if record is not None else None
+            manifests[key] = _manifest_objects(kube, state)
         except ReconcilerError as error:
             # This release's health stays unknown; the others are still read.
             log.warning("cannot read a release's objects", release=release.name, error=str(error))
-            continue
-        if objects is not None:
-            found[key] = masked(workload_health(kube, objects, discovery), observation.mask)
-    return found
+    objects = [obj for found in manifests.values() for obj in found]
+    live = iter(read_live(kube, objects, Discovery(kube), workers=HEALTH_READERS))
+    return {
+        key: masked(judge_live(kube, [next(live) for _ in found]), observation.mask)
+        for key, found in manifests.items()
+    }
+
+
+def _manifest_objects(kube: Kube, state: ReleaseState) -> tuple[ManifestObject, ...]:
+    detail = state.detail
+    if detail is not None and detail.manifest:
+        return parse(detail.manifest, state.namespace)
+    record = read_record(kube, state.namespace, state.latest.secret)
+    return parse_record(record) if record is not None else ()
 
 
 def _same_detail(state: ReleaseState, before: ReleaseState | None) -> ReleaseState:
@@ -373,6 +392,8 @@ class Engine:
         self._helm: Helm | None = None
         self._last_status = ""
         self._signer: Signer | None = None
+        # The live drift the last full resync found, shown in status until the next one.
+        self._drifted: dict[Key, Drifted] = {}
         self.key_namespace = status.namespace
 
     def signer(self, create: bool) -> Signer:
@@ -443,6 +464,8 @@ class Engine:
             observation = dataclasses.replace(observation, observed=observed)
         self._update_health(observation, outcomes, verified, full)
         result = PassResult(the_plan, tuple(outcomes), dict(self.health))
+        if full:
+            self._drifted = {d.key: d for d in the_plan.drifted}
         self.record(result, observation)
         return result
 
@@ -489,6 +512,7 @@ class Engine:
             result.outcomes,
             self.memory.failures,
             datetime.now(UTC),
+            self._drifted,
             result.health,
         )
         fingerprint = json.dumps({k: v for k, v in document.items() if k != "time"}, sort_keys=True)

@@ -19,7 +19,7 @@ from reconciler.health import ReleaseHealth, health_of
 from reconciler.kube import CONFIGMAPS, Kube, ensure_namespace
 from reconciler.model import DesiredState
 from reconciler.observe import ReleaseState
-from reconciler.plan import Failure, Key, Plan
+from reconciler.plan import Drifted, Failure, Key, Plan
 
 STATUS_KEY = "status.json"
 
@@ -84,13 +84,16 @@ def status_document(
     outcomes: Iterable[Outcome],
     failures: Mapping[Key, Failure],
     now: datetime,
+    drifted: Mapping[Key, Drifted] | None = None,
     health: Mapping[Key, ReleaseHealth] | None = None,
 ) -> dict[str, Any]:
-    """The last pass as the status ConfigMap stores it: one row per declared or pruned
-    release, with its health as last read (`health`: Healthy, Progressing, Degraded,
-    Missing objects; "" when none was read yet) and the objects that are not ready."""
+    """The last pass as the status ConfigMap stores it: one row per declared or pruned release.
+    `drifted`: the live drift the last full resync found; an in-sync release with drift
+    (`drift: warn`) is `drifted`, its message the objects and paths. `health`: each
+    release's health as last read (Healthy, Progressing, Degraded, Missing objects; ""
+    when none was read yet), with the objects that are not ready."""
 
-    rows = _rows(desired, observed, the_plan, {o.key: o for o in outcomes})
+    rows = _rows(desired, observed, the_plan, {o.key: o for o in outcomes}, drifted or {})
     for row in rows:
         verdict = (health or {}).get((row["namespace"], row["release"]))
         row.update(verdict.as_json() if verdict else {"health": "", "unhealthy": []})
@@ -119,6 +122,7 @@ def _rows(
     observed: Mapping[Key, ReleaseState],
     the_plan: Plan,
     outcomes: Mapping[Key, Outcome],
+    drifted: Mapping[Key, Drifted],
 ) -> list[dict[str, Any]]:
     actions = {a.key: a for a in the_plan.actions}
     holds = {(h.namespace, h.release): h for h in the_plan.held}
@@ -131,7 +135,10 @@ def _rows(
         action, hold, outcome = actions.get(key), holds.get(key), outcomes.get(key)
         state = observed.get(key)
         want = versions.get(key, "")
-        if key in in_sync:
+        if key in in_sync and key in drifted:
+            live = drifted[key].drift
+            row = ("drifted", _deployed(state), "", f"live drift: {live.summary(10)}")
+        elif key in in_sync:
             # What helm recorded when the record was read (a full resync), else what the
             # digest label proves was asked for, which helm installs exactly.
             row = (

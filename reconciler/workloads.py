@@ -35,17 +35,14 @@ FIRST_POLL = 0.5  # seconds; a small release is often ready within a second or t
 MAX_POLL = 3.0
 
 
-def read_health(
-    kube: Kube,
-    objects: Sequence[ManifestObject],
-    discovery: Discovery | None = None,
-    now: datetime | None = None,
+def judge_live(
+    kube: Kube, found: Sequence[LiveObject], now: datetime | None = None
 ) -> ReleaseHealth:
-    """The release's health from one read of its objects: one GET per object (plus
-    discovery, shared through `discovery`), and one Pod LIST per workload that is not
-    ready. Raises nothing for an object it cannot read: that object is InProgress."""
+    """The release's health from objects already read (`reconciler.liveobjects.read_live`),
+    plus one Pod LIST per workload that is not ready."""
 
-    return release_health(_judge_all(kube, objects, discovery or Discovery(kube), now))
+    now = now or datetime.now(UTC)
+    return release_health(_judge(kube, item, now) for item in found)
 
 
 def wait_healthy(

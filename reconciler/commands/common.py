@@ -24,7 +24,7 @@ from reconciler.execute import Outcome
 from reconciler.health import ReleaseHealth
 from reconciler.helm import Helm
 from reconciler.kube import Kube, in_cluster, in_cluster_kubeconfig
-from reconciler.plan import Key, Options, Plan
+from reconciler.plan import Drifted, Key, Options, Plan
 from reconciler.source import GitSource, LocalSource, open_source
 from reconciler.terminal import for_terminal
 
@@ -220,6 +220,21 @@ def plan_json(the_plan: Plan) -> dict[str, Any]:
             for h in the_plan.held
         ],
         "in_sync": [{"namespace": ns, "release": name} for ns, name in the_plan.in_sync],
+        "drifted": [drifted_json(d) for d in the_plan.drifted],
+    }
+
+
+def drifted_json(drifted: Drifted) -> dict[str, Any]:
+    """A release's live drift: objects and JSON pointer paths, never values."""
+
+    return {
+        "release": drifted.release,
+        "namespace": drifted.namespace,
+        "policy": drifted.policy,
+        "objects": [
+            {"object": o.ref, "missing": o.missing, "paths": list(o.paths)}
+            for o in drifted.drift.objects
+        ],
     }
 
 
@@ -258,6 +273,13 @@ def print_plan(the_plan: Plan) -> None:
     )
     if rows:
         print(table(rows, ["release", "namespace", "action", "chart", "reason"]))
+    if the_plan.drifted:
+        print("live drift (objects and fields that differ from the deployed manifest):")
+    for drifted in the_plan.drifted:
+        print(for_terminal(f"  {drifted.namespace}/{drifted.release} (drift: {drifted.policy}):"))
+        for obj in drifted.drift.objects:
+            detail = "missing" if obj.missing else ", ".join(obj.paths)
+            print(for_terminal(one_line(f"    {obj.ref}: {detail}")))
 
 
 def health_json(health: Mapping[Key, ReleaseHealth]) -> list[dict[str, Any]]:

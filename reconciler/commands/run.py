@@ -126,6 +126,9 @@ class Reporter:
         self.metrics.observe_pass(result, seconds, full, time.time())
         self._gave_up(result)
         self._health_changed(result)
+        if self.events:
+            for drifted in result.plan.drifted:
+                self.events.drifted(drifted)
         if self.notifier:
             self.notifier.passed(result)
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from reconciler.model import (
     ChartSource,
+    DriftIgnore,
     Environments,
     Installation,
     Policy,
@@ -28,6 +29,7 @@ _POLICY_FIELDS = {
     "historyMax": "history_max",
     "wait": "wait",
     "pendingTimeoutSeconds": "pending_timeout_seconds",
+    "drift": "drift",
 }
 
 
@@ -70,6 +72,10 @@ def _project(document: Document) -> Project:
         values=data.get("values", {}),
         depends_on=tuple(data.get("dependsOn", ())),
         path=document.source.path,
+        drift_ignore=tuple(
+            DriftIgnore(rule["kind"], tuple(rule["paths"]), rule.get("name", ""))
+            for rule in data.get("driftIgnore", ())
+        ),
     )
 
 

@@ -53,6 +53,11 @@ _HINTS: dict[tuple[Kind, str], str] = {
     ("Project", "chart.repository"): _REPOSITORY,
     ("Project", "chart.name"): "is not a chart name: letters, digits, '.', '_' and '-'",
     ("Project", "chart.versionTemplate"): "must be 1 to 128 characters, e.g. 1.0.0-g{ref}",
+    ("Project", "driftIgnore.*.paths.*"): (
+        "is not a JSON pointer: write /spec/replicas (a '/' before each field, ~1 for a '/'"
+        " inside a field name, ~0 for '~')"
+    ),
+    ("Project", "driftIgnore.*.kind"): "is not a kind: write e.g. Deployment, or * for every kind",
     ("Installation", "name"): _DNS_LABEL + "; rename the folder and the name",
     ("Installation", "chartRepository"): _REPOSITORY,
     ("Installation", "labels.*"): (

@@ -19,9 +19,10 @@ from engine_world import World, daemon, wait_for
 
 CHART = Path(__file__).resolve().parents[2] / "deploy" / "chart"
 PATH = re.compile(
-    r"^/(?:api/v1|apis/(?P<group>[^/]+)/v1)(?:/namespaces/(?P<ns>[^/]+))?/(?P<res>[^/]+)(?:/(?P<name>[^/]+))?$"
+    r"^/(?:api/v1|apis/(?P<group>[^/]+)/v\d\w*)(?:/namespaces/(?P<ns>[^/]+))?/(?P<res>[^/]+)(?:/(?P<name>[^/]+))?$"
 )
-# API discovery (a group version's resource list): non-resource URLs, no RBAC rule needed.
+# API discovery (a group version's resource list, read by live drift checks): granted to
+# every authenticated user by the built-in system:discovery role, so no rule of the chart.
 DISCOVERY = re.compile(r"^/(?:api/v1|apis/[^/]+/[^/]+)$")
 # The chart's own rules: every verb they grant must be one the reconciler sends.
 OWN_ROLES = {"rc-reconciler", "rc-reconciler-values", "reconciler-rc-reconciler-history"}
@@ -34,7 +35,7 @@ def requests(log: Path) -> set[tuple[str, str, str, str, str]]:
     for line in log.read_text().splitlines():
         entry = json.loads(line)
         if DISCOVERY.match(entry["path"]):
-            continue  # granted to every authenticated user (the built-in system:discovery)
+            continue
         match = PATH.match(entry["path"])
         assert match, entry
         namespace, resource, name = match["ns"] or "", match["res"], match["name"] or ""

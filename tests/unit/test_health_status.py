@@ -23,7 +23,7 @@ def test_health_and_the_unverified_revision_round_trip() -> None:
     health = {("apps", "web"): ReleaseHealth("Progressing", (slow,))}
     failures = {("apps", "web"): Failure(release.digest, 1, NOW, "not healthy", 3)}
 
-    document = status_document(desired, {}, the_plan, [], failures, NOW, health)
+    document = status_document(desired, {}, the_plan, [], failures, NOW, health=health)
 
     (row,) = document["releases"]
     assert row["health"] == "Progressing"

@@ -1,0 +1,293 @@
+"""Live drift: where the cluster's objects differ from a release's rendered manifest.
+
+Pure functions over a manifest object and its live counterpart. Only the fields the
+manifest sets are compared (what other controllers add, defaults included, is not
+drift), after undoing what the API server does to a field on its way in: zero values
+left out (`{}`, `[]`, `""`, `false`, `0`, null), quantities rewritten (`0.5` ->
+`500m`, `1024Mi` -> `1Gi`), durations (`1m` -> `1m0s`), a Secret's `stringData`
+moved into `data` (base64), a number given as a string. A freshly installed release
+therefore shows no drift, and a change by hand to any field the chart sets does.
+
+Findings name JSON pointer paths only, never values: a Secret's data must never reach a
+message, and no other value needs to.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from reconciler.liveobjects import LiveObject
+from reconciler.model import DriftIgnore as IgnoreRule
+
+# Paths never compared: the object's identity (a namespace the manifest names for a
+# cluster-scoped kind is dropped by the server) and what controllers report.
+ALWAYS_IGNORED = ("/metadata/namespace", "/metadata/creationTimestamp", "/status")
+REPLICAS = "/spec/replicas"
+# Keys under which the API server stores a resource.Quantity in canonical form.
+QUANTITY_KEYS = frozenset(
+    {"limits", "requests", "hard", "capacity", "overhead", "sizeLimit", "storage", "allocatable"}
+)
+_QUANTITY = re.compile(
+    r"^([+-]?(?:\d+\.?\d*|\.\d+))(?:[eE]([+-]?\d+))?(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?$"
+)
+_SUFFIX = {
+    "": Decimal(1), "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"),
+    "k": Decimal("1e3"), "M": Decimal("1e6"), "G": Decimal("1e9"), "T": Decimal("1e12"),
+    "P": Decimal("1e15"), "E": Decimal("1e18"),
+    "Ki": Decimal(2**10), "Mi": Decimal(2**20), "Gi": Decimal(2**30), "Ti": Decimal(2**40),
+    "Pi": Decimal(2**50), "Ei": Decimal(2**60),
+}  # fmt: skip
+_DURATION = re.compile(r"^(?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h))+$")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_DURATION_UNIT = {
+    "ns": Decimal("1e-9"), "us": Decimal("1e-6"), "µs": Decimal("1e-6"), "ms": Decimal("1e-3"),
+    "s": Decimal(1), "m": Decimal(60), "h": Decimal(3600),
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ObjectDrift:
+    """One object that differs: `missing`, or the manifest's paths whose live value differs."""
+
+    ref: str
+    missing: bool = False
+    paths: tuple[str, ...] = ()
+
+    def describe(self, limit: int = 4) -> str:
+        if self.missing:
+            return f"{self.ref} missing"
+        shown = ", ".join(self.paths[:limit])
+        more = f" and {len(self.paths) - limit} more" if len(self.paths) > limit else ""
+        return f"{self.ref} {shown}{more}"
+
+
+@dataclass(frozen=True)
+class LiveDrift:
+    """A release's drift: the objects that differ, those that could not be read (with why:
+    never counted as drift), and the workloads an autoscaler scales whose replicas the
+    manifest sets (a correction through helm resets them; see docs/format.md)."""
+
+    objects: tuple[ObjectDrift, ...] = ()
+    unreadable: tuple[str, ...] = ()
+    autoscaled: tuple[str, ...] = ()
+
+    @property
+    def drifted(self) -> bool:
+        return bool(self.objects)
+
+    def summary(self, limit: int = 3) -> str:
+        """`Deployment ns/web /spec/replicas; ConfigMap ns/cfg missing` (paths only)."""
+
+        shown = "; ".join(o.describe() for o in self.objects[:limit])
+        more = len(self.objects) - limit
+        return shown + (f"; and {more} more object(s)" if more > 0 else "")
+
+
+def release_drift(
+    found: Iterable[LiveObject],
+    rules: Sequence[IgnoreRule] = (),
+    autoscaled: Collection[tuple[str, str, str]] = (),
+) -> LiveDrift:
+    """The drift of one release from its objects' live state. `autoscaled` holds the
+    (namespace, kind, name) of workloads a HorizontalPodAutoscaler targets: their
+    `/spec/replicas` is the autoscaler's, never drift."""
+
+    objects: list[ObjectDrift] = []
+    unreadable: list[str] = []
+    reset: list[str] = []
+    for item in found:
+        obj = item.obj
+        if item.error:
+            unreadable.append(f"{obj.ref}: {item.error}")
+            continue
+        if item.live is None:
+            objects.append(ObjectDrift(obj.ref, missing=True))
+            continue
+        ignored = [*ALWAYS_IGNORED, *_rule_paths(rules, obj.kind, obj.name)]
+        scaled = (obj.namespace, obj.kind, obj.name) in autoscaled
+        if scaled:
+            ignored.append(REPLICAS)
+            if _has(obj.body, REPLICAS):
+                reset.append(obj.ref)
+        paths = diff_paths(_as_stored(obj.kind, obj.body), item.live, ignored)
+        if paths:
+            objects.append(ObjectDrift(obj.ref, paths=tuple(paths)))
+    return LiveDrift(tuple(objects), tuple(unreadable), tuple(reset))
+
+
+def hpa_targets(autoscalers: Iterable[Mapping[str, Any]]) -> set[tuple[str, str, str]]:
+    """(namespace, kind, name) of every workload the given HorizontalPodAutoscalers scale."""
+
+    targets = set()
+    for hpa in autoscalers:
+        namespace = (hpa.get("metadata") or {}).get("namespace", "")
+        ref = (hpa.get("spec") or {}).get("scaleTargetRef") or {}
+        if isinstance(ref, dict) and ref.get("kind") and ref.get("name"):
+            targets.add((str(namespace), str(ref["kind"]), str(ref["name"])))
+    return targets
+
+
+def diff_paths(want: Any, have: Any, ignored: Sequence[str] = ()) -> list[str]:
+    """JSON pointers of what `want` (a manifest object) sets and `have` (the live one) does
+    not hold, in manifest order. Paths in `ignored`, and everything under them, are skipped."""
+
+    found: list[str] = []
+    _diff(want, have, "", frozenset(ignored), found)
+    return found
+
+
+def _diff(want: Any, have: Any, path: str, ignored: frozenset[str], found: list[str]) -> None:
+    if path in ignored or want is None:
+        return
+    if isinstance(want, dict):
+        if not isinstance(have, dict):
+            if not (have is None and not want):
+                found.append(path or "/")
+            return
+        for key, value in want.items():
+            child = f"{path}/{_escape(str(key))}"
+            if have.get(key) is None:
+                if not _zero(value) and child not in ignored:
+                    found.append(child)
+                continue
+            _diff(value, have[key], child, ignored, found)
+    elif isinstance(want, list):
+        if not isinstance(have, list) or len(want) != len(have):
+            if not (have is None and not want):
+                found.append(path)
+            return
+        for index, (mine, theirs) in enumerate(zip(want, have, strict=True)):
+            _diff(mine, theirs, f"{path}/{index}", ignored, found)
+    elif not _same_scalar(want, have, path):
+        found.append(path)
+
+
+def _zero(value: Any) -> bool:
+    """What Go's `omitempty` leaves out of the stored object."""
+
+    return value is None or value is False or (not isinstance(value, bool) and not value)
+
+
+def _same_scalar(want: Any, have: Any, path: str) -> bool:
+    if isinstance(want, _Decoded):
+        return bool(want == have)
+    if type(want) is type(have) and want == have:
+        return True
+    if isinstance(want, bool) or isinstance(have, bool):
+        return str(want).lower() == str(have).lower()
+    if _is_number(want) and _is_number(have):
+        return bool(want == have)
+    keys = path.rsplit("/", 3)[1:]
+    if any(key in QUANTITY_KEYS for key in keys):
+        mine, theirs = _quantity(want), _quantity(have)
+        if mine is not None and mine == theirs:
+            return True
+    if isinstance(want, str) and isinstance(have, str):
+        return _duration(want) is not None and _duration(want) == _duration(have)
+    # A number the chart wrote where the API keeps a string (or the other way round).
+    return _is_number(want) != _is_number(have) and _number_text(want) == _number_text(have)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _number_text(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _quantity(value: Any) -> Decimal | None:
+    if _is_number(value):
+        return Decimal(str(value))
+    if not isinstance(value, str):
+        return None
+    match = _QUANTITY.match(value.strip())
+    if not match:
+        return None
+    try:
+        number = Decimal(match[1]) * (Decimal(10) ** int(match[2] or 0))
+    except (InvalidOperation, ValueError):
+        return None
+    return number * _SUFFIX[match[3] or ""]
+
+
+def _duration(text: str) -> Decimal | None:
+    if not _DURATION.match(text):
+        return None
+    return sum(
+        (Decimal(n) * _DURATION_UNIT[unit] for n, unit in _DURATION_PART.findall(text)),
+        Decimal(0),
+    )
+
+
+def _as_stored(kind: str, body: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The manifest object as the API server stores it: a Secret's `stringData` is merged
+    into `data` (base64) and not kept; data is compared decoded (see `_Decoded`)."""
+
+    if kind not in ("Secret", "ConfigMap"):
+        return body
+    stored = dict(body)
+    if kind == "Secret":
+        data = {k: _Decoded.of(v) for k, v in (body.get("data") or {}).items()}
+        for key, value in (body.get("stringData") or {}).items():
+            data[key] = _Decoded(str(value).encode())
+        stored.pop("stringData", None)
+        if data:
+            stored["data"] = data
+    elif body.get("binaryData"):
+        stored["binaryData"] = {k: _Decoded.of(v) for k, v in body["binaryData"].items()}
+    return stored
+
+
+@dataclass(frozen=True)
+class _Decoded:
+    """Bytes a manifest gives as base64: equal to a live base64 string of the same bytes,
+    however either side wraps or pads it."""
+
+    raw: bytes | None
+
+    @classmethod
+    def of(cls, text: Any) -> _Decoded:
+        return cls(_b64(text))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, _Decoded):
+            return self.raw == other.raw
+        return self.raw is not None and self.raw == _b64(other)
+
+    def __hash__(self) -> int:
+        return hash(self.raw)
+
+
+def _b64(text: Any) -> bytes | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        return base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _rule_paths(rules: Sequence[IgnoreRule], kind: str, name: str) -> list[str]:
+    return [path.rstrip("/") for rule in rules if rule.applies(kind, name) for path in rule.paths]
+
+
+def _has(body: Mapping[str, Any], pointer: str) -> bool:
+    node: Any = body
+    for part in pointer.strip("/").split("/"):
+        if not isinstance(node, dict) or node.get(part) is None:
+            return False
+        node = node[part]
+    return True
+
+
+def _escape(key: str) -> str:
+    return key.replace("~", "~0").replace("/", "~1")

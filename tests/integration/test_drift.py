@@ -1,0 +1,244 @@
+"""Live drift on the working cluster: objects of a release deleted, edited or scaled by hand
+are found on a full resync and, per policy, restored through helm (helm 4 and helm 3)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pytest
+from engine_world import (
+    World,
+    daemon,
+    daemon_log,
+    kube_json,
+    wait_for,
+    wait_for_log,
+    written_release,
+)
+
+pytestmark = pytest.mark.testbed
+
+SECRET_VALUE = "s3cr3t-by-hand"
+POLICY = {"timeoutSeconds": 60, "retries": 0, "retryBackoffSeconds": 1}
+
+
+@pytest.fixture(scope="session")
+def drifty_chart(publish_chart: Any) -> str:
+    return str(publish_chart("drifty", "0.1.0"))
+
+
+def one_release(
+    world: World,
+    drift: str | None = None,
+    ignore: list[dict[str, Any]] | None = None,
+    values: dict[str, Any] | None = None,
+) -> None:
+    repo = world.repo
+    repo.project("web", world.namespace, chart="drifty", values=values)
+    if ignore:
+        path = repo.root / "projects/web.yaml"
+        path.write_text(path.read_text() + json.dumps({"driftIgnore": ignore})[1:-1] + "\n")
+    repo.release(world.installation, "web", version="0.1.0")
+    repo.installation(world.installation, policy={**POLICY, **({"drift": drift} if drift else {})})
+    repo.commit("web")
+    code, _, stderr = world.apply()
+    assert code == 0, stderr
+    world.reset_calls()
+
+
+def drift_by_hand(world: World) -> None:
+    """The three kinds of drift: an object deleted, a field the chart sets changed, a scale."""
+
+    kubectl = world.testbed.kubectl
+    ns = world.namespace
+    kubectl("delete", "configmap", "web-config", "-n", ns)
+    hidden = base64.b64encode(SECRET_VALUE.encode()).decode()
+    kubectl(
+        "patch", "secret", "web-secret", "-n", ns, "-p", json.dumps({"data": {"password": hidden}})
+    )
+    kubectl("scale", "deployment", "web", "-n", ns, "--replicas=3")
+
+
+def live(world: World, path: str) -> Any:
+    return kube_json(world.testbed, "GET", f"/api/v1/namespaces/{world.namespace}/{path}")
+
+
+def replicas(world: World) -> int:
+    path = f"/apis/apps/v1/namespaces/{world.namespace}/deployments/web"
+    return int(kube_json(world.testbed, "GET", path)["spec"]["replicas"])
+
+
+def password(world: World) -> bytes:
+    return base64.b64decode(live(world, "secrets/web-secret")["data"]["password"])
+
+
+def exists(world: World, path: str) -> bool:
+    status, _ = world.testbed.admin.request("GET", f"/api/v1/namespaces/{world.namespace}/{path}")
+    return status == 200
+
+
+def writes(world: World) -> list[str]:
+    return [name for call in world.helm_calls() if (name := written_release(call))]
+
+
+@pytest.mark.helm3
+def test_correct_restores_a_deleted_object_a_changed_field_and_a_scale(
+    world: World, drifty_chart: str
+) -> None:
+    one_release(world)
+    code, document = world.plan("--full")
+    assert (code, document["drifted"]) == (0, []), "a fresh install shows no drift"
+    drift_by_hand(world)
+
+    code, _, stderr = world.apply()
+    assert code == 0, stderr
+    assert writes(world) == [], "a normal pass does not look at live objects"
+
+    code, document = world.plan("--full")
+    assert code == 2
+    [drifted] = document["drifted"]
+    assert drifted["policy"] == "correct"
+    assert {(o["object"], o["missing"], tuple(o["paths"])) for o in drifted["objects"]} == {
+        (f"ConfigMap {world.namespace}/web-config", True, ()),
+        (f"Secret {world.namespace}/web-secret", False, ("/data/password",)),
+        (f"Deployment {world.namespace}/web", False, ("/spec/replicas",)),
+    }
+    assert SECRET_VALUE not in json.dumps(document)
+    assert base64.b64encode(SECRET_VALUE.encode()).decode() not in json.dumps(document)
+
+    code, result, stderr = world.apply("--full")
+    assert code == 0, (stderr, json.dumps(result.get("outcomes")))
+    assert writes(world) == ["web"]
+    assert exists(world, "configmaps/web-config")
+    assert password(world) == b"not-a-real-secret"
+    assert replicas(world) == 1
+    description = world.latest("web")["description"]
+    assert "live drift" in description
+    assert "/data/password" in description
+    assert "web-config missing" in description
+    assert SECRET_VALUE not in description
+
+    world.reset_calls()
+    code, document = world.plan("--full")
+    assert (code, document["drifted"]) == (0, []), "restored: no drift left"
+    assert world.apply("--full")[0] == 0
+    assert writes(world) == []
+
+
+@pytest.mark.helm3
+def test_warn_only_reports_and_off_does_not_look(world: World, drifty_chart: str) -> None:
+    one_release(world, drift="warn")
+    drift_by_hand(world)
+
+    code, result, stderr = world.apply("--full")
+    assert code == 0, stderr
+    assert writes(world) == []
+    [drifted] = result["drifted"]
+    assert drifted["policy"] == "warn"
+    assert len(drifted["objects"]) == 3
+    assert not exists(world, "configmaps/web-config")
+    assert replicas(world) == 3
+    status = kube_json(
+        world.testbed,
+        "GET",
+        f"/api/v1/namespaces/{world.namespace}/configmaps/reconciler-status-{world.installation}",
+    )
+    assert "drifted" in json.dumps(status)
+    assert world.plan("--full")[0] == 2
+
+    repo = world.repo
+    repo.installation(world.installation, policy={**POLICY, "drift": "off"})
+    repo.commit("drift off")
+    code, document = world.plan("--full")
+    assert (code, document["drifted"]) == (0, [])
+    assert world.apply("--full")[0] == 0
+    assert writes(world) == []
+    assert replicas(world) == 3
+
+
+@pytest.mark.helm3
+def test_an_ignore_rule_keeps_a_scaled_deployment_as_it_is(world: World, drifty_chart: str) -> None:
+    one_release(world, ignore=[{"kind": "Deployment", "paths": ["/spec/replicas"]}])
+    world.testbed.kubectl("scale", "deployment", "web", "-n", world.namespace, "--replicas=3")
+    code, document = world.plan("--full")
+    assert (code, document["drifted"]) == (0, [])
+    assert world.apply("--full")[0] == 0
+    assert writes(world) == []
+    assert replicas(world) == 3
+
+
+@pytest.mark.helm3
+def test_a_deployment_an_autoscaler_scales_is_never_scaled_back(
+    world: World, drifty_chart: str
+) -> None:
+    one_release(world, values={"autoscale": True})
+    # What the autoscaler does when load rises (the testbed runs no metrics server).
+    world.testbed.kubectl("scale", "deployment", "web", "-n", world.namespace, "--replicas=4")
+    for _ in range(3):
+        code, result, stderr = world.apply("--full")
+        assert code == 0, stderr
+        assert result["drifted"] == []
+        assert writes(world) == []
+        assert replicas(world) == 4
+    # Other drift in the same release is corrected; the reason says the correction
+    # re-applies the chart's replicas, which the autoscaler then owns again.
+    world.testbed.kubectl("delete", "configmap", "web-config", "-n", world.namespace)
+    code, document = world.plan("--full")
+    assert code == 2
+    [action] = document["actions"]
+    assert "web-config missing" in action["reason"]
+    assert "resets replicas an autoscaler owns" in action["reason"]
+    code, _, stderr = world.apply("--full")
+    assert code == 0, stderr
+    assert exists(world, "configmaps/web-config")
+
+
+def test_a_full_resync_of_100_releases_without_drift_starts_no_helm(
+    world: World, drifty_chart: str
+) -> None:
+    repo = world.repo
+    repo.project("web", world.namespace, chart="drifty", values={"replicas": 0})
+    for i in range(100):
+        repo.release(world.installation, f"r{i:03d}", project="web", version="0.1.0")
+    repo.installation(world.installation, policy={**POLICY, "concurrency": 8})
+    repo.commit("100 releases")
+    code, _, stderr = world.apply()
+    assert code == 0, stderr
+    world.reset_calls()
+    code, result, stderr = world.apply("--full")
+    assert code == 0, stderr
+    assert world.helm_calls() == []
+    assert (len(result["in_sync"]), result["drifted"]) == (100, [])
+    # One object changed among 400: found, and only its release is re-applied.
+    world.testbed.kubectl("delete", "service", "r042", "-n", world.namespace)
+    code, result, stderr = world.apply("--full")
+    assert code == 0, stderr
+    assert writes(world) == ["r042"]
+    assert exists(world, "services/r042")
+
+
+def test_the_daemon_checks_and_reports_drift_on_each_full_resync(
+    world: World, drifty_chart: str
+) -> None:
+    one_release(world, drift="warn")
+    with daemon(world, "--resync-interval", "1", name="d"):
+        world.testbed.kubectl("delete", "configmap", "web-config", "-n", world.namespace)
+
+        def drifted_event() -> bool:
+            items = kube_json(world.testbed, "GET", f"/api/v1/namespaces/{world.namespace}/events")
+            return any(
+                e["reason"] == "Drifted" and "web-config missing" in e["message"]
+                for e in items["items"]
+            )
+
+        wait_for(drifted_event, timeout=60)
+        entry = wait_for_log(daemon_log(world, "d"), "live drift", release="web", policy="warn")
+        assert "ConfigMap" in entry["drift"]
+        assert not exists(world, "configmaps/web-config")
+
+        world.repo.installation(world.installation, policy=POLICY)  # drift: correct
+        world.repo.commit("correct drift")
+        wait_for(lambda: exists(world, "configmaps/web-config"), timeout=60)
+    assert writes(world) == ["web"]
