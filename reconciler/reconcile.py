@@ -496,6 +496,24 @@ class Engine:
             for key in declared - set(verified):
                 self.health.pop(key, None)
             self.health.update(read_health(self.kube, observation, skip=verified))
+            self._forget_recovered(observation)
+
+    def _forget_recovered(self, observation: Observation) -> None:
+        """A deployed revision that failed its health check and is healthy now (its Pods
+        came up late, a dependency appeared) works after all: its failure is forgotten,
+        so the next pass calls the release in sync instead of holding or retrying it."""
+
+        for key, failure in list(self.memory.failures.items()):
+            state = observation.observed.get(key)
+            verdict = self.health.get(key)
+            if (
+                failure.revision is not None
+                and state is not None
+                and state.latest.number == failure.revision
+                and verdict is not None
+                and verdict.healthy
+            ):
+                del self.memory.failures[key]
 
     def read_health(self, observation: Observation) -> dict[Key, ReleaseHealth]:
         """Every deployed release's health, read now (`plan --full`)."""

@@ -127,6 +127,32 @@ def test_with_remediation_none_a_deployed_never_ready_release_is_failed_not_in_s
     assert "HEALTH" in done.stdout.splitlines()[1]
 
 
+def test_a_held_never_ready_release_that_becomes_healthy_is_in_sync_again(
+    world: World, publish_chart: Any
+) -> None:
+    web(world, publish_chart, NEVER_READY, remediation="none", drift="off")
+    assert world.apply()[0] == 1
+    assert world.plan()[1]["held"][0]["release"] == "web"
+
+    # Whatever made it unready is gone (here: no replica left to wait for; drift is off).
+    path = f"/apis/apps/v1/namespaces/{world.namespace}/deployments/web"
+    scaled = kube_json(world.testbed, "GET", path)
+    scaled["spec"]["replicas"] = 0
+    kube_json(world.testbed, "PUT", path, scaled)
+
+    def healthy() -> bool:
+        assert world.apply("--full")[0] == 0
+        return bool(status_rows(world)["web"]["health"] == "Healthy")
+
+    wait_for(healthy, timeout=60)
+    world.reset_calls()
+    code, planned = world.plan()
+    assert code == 0
+    assert planned["in_sync"] == [{"namespace": world.namespace, "release": "web"}]
+    assert planned["held"] == []
+    assert world.helm_calls() == []
+
+
 def crash_loop_the_pod(world: World, release: str) -> None:
     """Make the release's one Pod crash-loop: the Pod itself, not the chart's template, so
     the release's manifest is unchanged (no drift, nothing for helm to re-apply)."""
