@@ -3,8 +3,10 @@
 Each new environments revision may bring promotion commits that answer a
 GitHub Deployment (a `Deployment-Id` trailer). The reporter posts
 `in_progress` when it first sees one for this installation, then `success`
-once every release of the promoted project is in sync, or `failure` once the
-planner gave up on one of them. A failed attempt with retries left is not final:
+once every release of the promoted project is in sync and healthy (an install or
+upgrade succeeds only once its workloads are ready), or `failure` once the
+planner gave up on one of them (a release never healthy within its timeout fails
+its attempts like a failed helm run). A failed attempt with retries left is not final:
 a retry that succeeds (say, once a chart published late is there) posts `success`.
 """
 
@@ -61,7 +63,9 @@ class DeploymentReporter:
         for message, promotion in self.pending:
             keys = [(r.namespace, r.name) for r in releases if r.project == promotion.project]
             verdict = _verdict(
-                [states.get(key, "") for key in keys], any(k in gave_up for k in keys)
+                [states.get(key, "") for key in keys],
+                any(k in gave_up for k in keys),
+                all(_healthy_or_unknown(result, key) for key in keys),
             )
             if verdict is None:
                 still.append((message, promotion))
@@ -89,11 +93,19 @@ def _why_failed(causes: list[str]) -> str:
 _HELM_PREFIX = re.compile(r"^`helm [^`]*` exited -?\d+: (?:[A-Z ]+ FAILED: )?")
 
 
-def _verdict(states: list[str], gave_up: bool) -> tuple[State, str] | None:
+def _healthy_or_unknown(result: PassResult, key: tuple[str, str]) -> bool:
+    """An install or upgrade succeeds only once healthy; a release in sync whose last read
+    health is not Healthy (a full resync found it Degraded) is not converged yet."""
+
+    health = result.health.get(key)
+    return health is None or health.healthy
+
+
+def _verdict(states: list[str], gave_up: bool, healthy: bool) -> tuple[State, str] | None:
     if not states:
         return None
     if gave_up:
         return "failure", "failed"
-    if all(s in ("in-sync", "succeeded") for s in states):
+    if healthy and all(s in ("in-sync", "succeeded") for s in states):
         return "success", "converged"
     return None

@@ -47,6 +47,15 @@ class KubeError(ReconcilerError):
         self.status = status
 
 
+class NotWorking(ReconcilerError):
+    """helm deployed a revision, but the release does not work (its workloads never became
+    healthy, its test failed): `revision` is the revision helm wrote (None: unknown)."""
+
+    def __init__(self, message: str, revision: int | None = None) -> None:
+        super().__init__(message)
+        self.revision = revision
+
+
 class HelmError(ReconcilerError):
     """A helm command failed."""
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from reconciler.charts import SharedCharts
-from reconciler.errors import ReconcilerError
+from reconciler.errors import NotWorking, ReconcilerError
 from reconciler.excerpt import bounded
 from reconciler.helm import Helm
 from reconciler.model import Policy
@@ -39,6 +39,9 @@ class Outcome:
     digest: str | None = None
     error: str = ""  # a failure's cause alone (masked, bounded), without what remediation did
     warning: str = ""  # what a successful step left wrong (masked): CRDs helm did not update
+    # The revision helm deployed that then failed `verify` (helm calls it deployed, with
+    # the desired digest): the planner must not take it for in sync.
+    unverified_revision: int | None = None
 
     @property
     def key(self) -> Key:
@@ -235,9 +238,11 @@ class _Runner:
         except ReconcilerError as error:
             message = self.mask(str(error))
             remedy = self._remediate(last, message)
+            unverified = error.revision if isinstance(error, NotWorking) else None
             return Outcome(
                 last.release, last.namespace, last.kind, "failed",
                 bounded(message + remedy), time.monotonic() - started, digest, bounded(message),
+                unverified_revision=unverified,
             )  # fmt: skip
         # Notes and warnings quote chart files and the API server: masked like errors.
         extra = self.mask("; ".join(filter(None, [*notes, *warnings])))
@@ -265,7 +270,11 @@ class _Runner:
                 action.desired, self.plan.installation, self.policy, description, fresh,
                 chart_file=archive, proof=proof,
             )  # fmt: skip
-            self.verify(action)
+            try:
+                self.verify(action)
+            except ReconcilerError as error:
+                known = error.revision if isinstance(error, NotWorking) else None
+                raise NotWorking(str(error), known or number) from error
             warnings.append(self.check(action, archive))
         elif action.kind in ("unlock", "rollback") and action.revision:
             self._rollback(action, action.revision)

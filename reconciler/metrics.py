@@ -5,7 +5,16 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from reconciler.execute import Outcome
+from reconciler.health import HEALTHS
 from reconciler.reconcile import PassResult
+
+# Label values as Prometheus favours them: lower case, no spaces.
+HEALTH_LABELS = {
+    "Healthy": "healthy",
+    "Progressing": "progressing",
+    "Degraded": "degraded",
+    "Missing objects": "missing",
+}
 
 
 class Metrics:
@@ -30,6 +39,13 @@ class Metrics:
             "reconciler_release_state",
             "1 for the state each release is in after the last pass",
             ["namespace", "release", "state"],
+            registry=r,
+        )
+        self.release_health = Gauge(
+            "reconciler_release_health",
+            "1 for the health each release's workloads had when last read (after its install "
+            "or upgrade, or a full resync), 0 for the others",
+            ["namespace", "release", "health"],
             registry=r,
         )
         self.helm_ops = Counter(
@@ -64,6 +80,11 @@ class Metrics:
         self.release_state.clear()
         for key, state in result.states().items():
             self.release_state.labels(key[0], key[1], state.split(":")[0]).set(1)
+        self.release_health.clear()
+        for key, verdict in result.health.items():
+            for health in HEALTHS:
+                label = HEALTH_LABELS[health]
+                self.release_health.labels(key[0], key[1], label).set(health == verdict.health)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

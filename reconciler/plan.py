@@ -79,12 +79,15 @@ class Hold:
 @dataclass(frozen=True)
 class Failure:
     """What the reconciler remembers of failed attempts at one desired digest;
-    `message` is the last attempt's error, already masked and bounded."""
+    `message` is the last attempt's error, already masked and bounded. `revision`: the
+    last attempt's revision when helm deployed it but it did not work (unhealthy
+    workloads, a failed test), so its `deployed` status and digest do not mean in sync."""
 
     digest: str
     attempts: int
     last_at: datetime
     message: str = ""
+    revision: int | None = None
 
 
 @dataclass(frozen=True)
@@ -303,6 +306,11 @@ def _plan_release(
     if latest.status in PENDING:
         return _stale_pending(release, state, policy, now, failure, options)
     if latest.status == "deployed" and latest.digest == release.digest and not adopting:
+        if failure and failure.digest == release.digest and failure.revision == latest.number:
+            # helm deployed it, but it never worked (and was not rolled back): a failed
+            # attempt like any other, retried with backoff until the retries are spent.
+            why = f"revision {latest.number} was deployed but did not work"
+            return _unless_given_up(release, state, policy, now, failure, options, "upgrade", why)
         drift = _drift(release, state)
         if not drift:
             return None

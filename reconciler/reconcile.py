@@ -12,12 +12,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 
+from reconciler import log
 from reconciler.crds import crd_steps
 from reconciler.desired import ClusterValues, cluster_values_from_data, desired_state
 from reconciler.drift import LiveDrift
 from reconciler.driftcheck import check_drift
 from reconciler.errors import ReconcilerError
 from reconciler.execute import Outcome, Proof, execute
+from reconciler.health import ReleaseHealth, masked
 from reconciler.helm import Helm
 from reconciler.helmtest import test_gate
 from reconciler.kube import (
@@ -28,20 +30,27 @@ from reconciler.kube import (
     ensure_namespace,
     service_account_identity,
 )
+from reconciler.liveobjects import Discovery, read_live
+from reconciler.manifest import ManifestObject, parse, parse_record
 from reconciler.masking import SecretMask, scalars
 from reconciler.model import DesiredState, Environments, ValuesFrom
 from reconciler.observe import (
     ReleaseState,
     latest_revision,
     read_index,
+    read_record,
     with_detail,
     with_proven_copy,
 )
-from reconciler.plan import Drifted, Failure, Key, Options, Plan, attempts, plan
+from reconciler.plan import Action, Drifted, Failure, Key, Options, Plan, attempts, plan
 from reconciler.repo import load_environments
 from reconciler.source import GitSource, LocalSource
-from reconciler.status import StatusStore, status_document
+from reconciler.status import StatusStore, failures_from, health_from, status_document
 from reconciler.trust import Signer, load_key, sign_rollback
+from reconciler.workloads import HealthVerifier, judge_live
+
+# Object GETs in flight at once when a full resync reads every release's health.
+HEALTH_READERS = 8
 
 
 @dataclass(frozen=True)
@@ -82,7 +91,9 @@ class Memory:
         known = self.failures.get(outcome.key)
         attempts = known.attempts + 1 if known and known.digest == outcome.digest else 1
         cause = outcome.error or outcome.message
-        self.failures[outcome.key] = Failure(outcome.digest, attempts, now, cause)
+        self.failures[outcome.key] = Failure(
+            outcome.digest, attempts, now, cause, outcome.unverified_revision
+        )
 
     def sync(self, desired: DesiredState, observed: Mapping[Key, ReleaseState]) -> None:
         """Failures count per desired state: once a release's desired state differs from the
@@ -98,8 +109,10 @@ class Memory:
             count, last_at = attempts(release, observed.get(key), self.failures.get(key))
             if count:
                 known = self.failures.get(key)
-                message = known.message if known and known.digest == release.digest else ""
-                self.failures[key] = Failure(release.digest, count, last_at, message)
+                same = known is not None and known.digest == release.digest
+                message = known.message if known and same else ""
+                revision = known.revision if known and same else None
+                self.failures[key] = Failure(release.digest, count, last_at, message, revision)
 
 
 def load_revision(source: GitSource | LocalSource, installation: str | None = None) -> Environments:
@@ -230,9 +243,16 @@ def apply_pass(
     proceed: Callable[[], str] = lambda: "",
     kube: Kube | None = None,
     create_namespaces: bool = True,
+    on_health: Callable[[Key, ReleaseHealth], None] = lambda key, health: None,
 ) -> list[Outcome]:
     """Run the plan; `create_namespaces` off (namespaced mode) leaves a missing
-    namespace to fail the install, as creating one needs a cluster-wide right."""
+    namespace to fail the install, as creating one needs a cluster-wide right.
+
+    With `kube`, every install and upgrade helm reported done is verified: its objects
+    must be healthy within the policy's timeoutSeconds, or the attempt failed (then
+    remediation and retries apply as for a failed helm run); `on_health` hears each
+    verdict, masked.
+    """
 
     def record(outcome: Outcome) -> None:
         memory.record(outcome, datetime.now(UTC))
@@ -266,6 +286,16 @@ def apply_pass(
         )
     policy = observation.desired.policy
     prepare, check = crd_steps(kube)
+    verify: Callable[[Action], None] = _unverified
+    if kube is not None:
+        verify = HealthVerifier(
+            kube,
+            policy.timeout_seconds,
+            on_health=lambda ns, name, health: on_health(
+                (ns, name), masked(health, observation.mask)
+            ),
+            cancelled=helm.cancel.is_set,
+        )
     return execute(
         the_plan,
         helm,
@@ -276,10 +306,60 @@ def apply_pass(
         probe if kube else None,
         namespace,
         proof,
-        verify=test_gate(helm, policy, kube),
+        verify=_chained(verify, test_gate(helm, policy, kube)),
         prepare=prepare,
         check=check,
     )
+
+
+def _unverified(action: Action) -> None:
+    return None
+
+
+def _chained(*verifiers: Callable[[Action], None]) -> Callable[[Action], None]:
+    """Run each verifier in order: a release's tests run only once its workloads are ready."""
+
+    def verify(action: Action) -> None:
+        for each in verifiers:
+            each(action)
+
+    return verify
+
+
+def read_health(
+    kube: Kube, observation: Observation, skip: Collection[Key] = ()
+) -> dict[Key, ReleaseHealth]:
+    """The health of every declared release whose latest revision is deployed (a full
+    resync), one read, no waiting: the objects of its manifest (from the record decoded
+    this pass, else one GET of it), read together (one LIST per resource and namespace
+    holding many of them, else parallel GETs), and a Pod LIST per workload not ready.
+    `skip`: releases whose health is known."""
+
+    manifests: dict[Key, tuple[ManifestObject, ...]] = {}
+    for release in observation.desired.releases:
+        key = (release.namespace, release.name)
+        state = observation.observed.get(key)
+        if key in skip or state is None or state.latest.status != "deployed":
+            continue
+        try:
+            manifests[key] = _manifest_objects(kube, state)
+        except ReconcilerError as error:
+            # This release's health stays unknown; the others are still read.
+            log.warning("cannot read a release's objects", release=release.name, error=str(error))
+    objects = [obj for found in manifests.values() for obj in found]
+    live = iter(read_live(kube, objects, Discovery(kube), workers=HEALTH_READERS))
+    return {
+        key: masked(judge_live(kube, [next(live) for _ in found]), observation.mask)
+        for key, found in manifests.items()
+    }
+
+
+def _manifest_objects(kube: Kube, state: ReleaseState) -> tuple[ManifestObject, ...]:
+    detail = state.detail
+    if detail is not None and detail.manifest:
+        return parse(detail.manifest, state.namespace)
+    record = read_record(kube, state.namespace, state.latest.secret)
+    return parse_record(record) if record is not None else ()
 
 
 def _same_detail(state: ReleaseState, before: ReleaseState | None) -> ReleaseState:
@@ -299,8 +379,12 @@ def _secret_strings(values: ClusterValues) -> frozenset[str]:
 
 @dataclass(frozen=True)
 class PassResult:
+    """`health`: each release's health as last read (after an install or upgrade, or on
+    a full resync; a release missing from it has none known)."""
+
     plan: Plan
     outcomes: tuple[Outcome, ...]
+    health: Mapping[Key, ReleaseHealth] = field(default_factory=dict)
 
     @property
     def failed(self) -> tuple[Outcome, ...]:
@@ -332,7 +416,10 @@ class Engine:
         self.kube = kube
         self.status = status
         self.options = options
-        self.memory = Memory(status.failures())
+        remembered = status.read()
+        self.memory = Memory(failures_from(remembered))
+        # Health as last read, kept across passes: a quiet pass does not read it again.
+        self.health: dict[Key, ReleaseHealth] = health_from(remembered)
         self._helm_factory = helm_factory
         self._helm: Helm | None = None
         self._last_status = ""
@@ -387,6 +474,7 @@ class Engine:
         the_plan, observation = self.plan(env, full, writing=True)
         on_plan(the_plan)
         outcomes: list[Outcome] = []
+        verified: dict[Key, ReleaseHealth] = {}
         if the_plan.actions:
             outcomes = apply_pass(
                 the_plan,
@@ -398,6 +486,7 @@ class Engine:
                 self.kube,
                 # In lockdown a release's namespace holds its ServiceAccount: it exists.
                 create_namespaces=not self.options.namespaces and not self.options.lockdown,
+                on_health=verified.__setitem__,
             )
             # The status should say what helm holds now, not what it held before.
             index = read_index(self.kube, sorted(self.options.namespaces), observation.signer)
@@ -406,11 +495,63 @@ class Engine:
                 for key, state in index.releases.items()
             }
             observation = dataclasses.replace(observation, observed=observed)
-        result = PassResult(the_plan, tuple(outcomes))
+        self._update_health(observation, outcomes, verified, full)
+        result = PassResult(the_plan, tuple(outcomes), dict(self.health))
         if full:
             self._drifted = {d.key: d for d in the_plan.drifted}
         self.record(result, observation)
         return result
+
+    def _update_health(
+        self,
+        observation: Observation,
+        outcomes: list[Outcome],
+        verified: Mapping[Key, ReleaseHealth],
+        full: bool,
+    ) -> None:
+        """What a pass learnt of health: the verdicts of its installs and upgrades; for a
+        release it acted on without one (helm failed, a rollback, an uninstall), none is
+        known; a full resync reads every other deployed release's."""
+
+        declared = {(r.namespace, r.name) for r in observation.desired.releases}
+        for key in [k for k in self.health if k not in declared]:
+            del self.health[key]
+        for outcome in outcomes:
+            self.health.pop(outcome.key, None)
+            verdict = verified.get(outcome.key)
+            state = observation.observed.get(outcome.key)
+            latest = state.latest.number if state else None
+            # A failed check's verdict holds only while its revision is still the latest
+            # (remediation `none`): after a rollback or uninstall it describes nothing live.
+            if verdict and (outcome.result == "succeeded" or latest == outcome.unverified_revision):
+                self.health[outcome.key] = verdict
+        if full:
+            for key in declared - set(verified):
+                self.health.pop(key, None)
+            self.health.update(read_health(self.kube, observation, skip=verified))
+            self._forget_recovered(observation)
+
+    def _forget_recovered(self, observation: Observation) -> None:
+        """A deployed revision that failed its health check and is healthy now (its Pods
+        came up late, a dependency appeared) works after all: its failure is forgotten,
+        so the next pass calls the release in sync instead of holding or retrying it."""
+
+        for key, failure in list(self.memory.failures.items()):
+            state = observation.observed.get(key)
+            verdict = self.health.get(key)
+            if (
+                failure.revision is not None
+                and state is not None
+                and state.latest.number == failure.revision
+                and verdict is not None
+                and verdict.healthy
+            ):
+                del self.memory.failures[key]
+
+    def read_health(self, observation: Observation) -> dict[Key, ReleaseHealth]:
+        """Every deployed release's health, read now (`plan --full`)."""
+
+        return read_health(self.kube, observation)
 
     def record(self, result: PassResult, observation: Observation) -> None:
         """Write the status ConfigMap when what it says changed (not on every quiet poll)."""
@@ -423,6 +564,7 @@ class Engine:
             self.memory.failures,
             datetime.now(UTC),
             self._drifted,
+            result.health,
         )
         fingerprint = json.dumps({k: v for k, v in document.items() if k != "time"}, sort_keys=True)
         if fingerprint != self._last_status:

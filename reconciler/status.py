@@ -15,6 +15,7 @@ from typing import Any
 
 from reconciler.errors import KubeError
 from reconciler.execute import Outcome
+from reconciler.health import ReleaseHealth, health_of
 from reconciler.kube import CONFIGMAPS, Kube, ensure_namespace
 from reconciler.model import DesiredState
 from reconciler.observe import ReleaseState
@@ -84,12 +85,18 @@ def status_document(
     failures: Mapping[Key, Failure],
     now: datetime,
     drifted: Mapping[Key, Drifted] | None = None,
+    health: Mapping[Key, ReleaseHealth] | None = None,
 ) -> dict[str, Any]:
     """The last pass as the status ConfigMap stores it: one row per declared or pruned release.
     `drifted`: the live drift the last full resync found; an in-sync release with drift
-    (`drift: warn`) is `drifted`, its message the objects and paths."""
+    (`drift: warn`) is `drifted`, its message the objects and paths. `health`: each
+    release's health as last read (Healthy, Progressing, Degraded, Missing objects; ""
+    when none was read yet), with the objects that are not ready."""
 
     rows = _rows(desired, observed, the_plan, {o.key: o for o in outcomes}, drifted or {})
+    for row in rows:
+        verdict = (health or {}).get((row["namespace"], row["release"]))
+        row.update(verdict.as_json() if verdict else {"health": "", "unhealthy": []})
     return {
         "installation": the_plan.installation,
         "revision": the_plan.revision,
@@ -103,6 +110,7 @@ def status_document(
                 "attempts": failure.attempts,
                 "last": failure.last_at.isoformat(),
                 "message": failure.message,
+                "revision": failure.revision,
             }
             for key, failure in sorted(failures.items())
         ],
@@ -173,6 +181,23 @@ def _deployed(state: ReleaseState | None) -> str:
     return state.detail.chart_version if state.detail else f"revision {state.latest.number}"
 
 
+def health_from(document: Mapping[str, Any]) -> dict[Key, ReleaseHealth]:
+    """Each release's health as the last pass recorded it."""
+
+    found: dict[Key, ReleaseHealth] = {}
+    for row in document.get("releases") or []:
+        if not isinstance(row, dict):
+            continue
+        verdict = health_of(row)
+        if verdict is not None:
+            found[(str(row.get("namespace", "")), str(row.get("release", "")))] = verdict
+    return found
+
+
+def _revision(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def failures_from(document: Mapping[str, Any]) -> dict[Key, Failure]:
     found: dict[Key, Failure] = {}
     for item in document.get("failures") or []:
@@ -183,6 +208,7 @@ def failures_from(document: Mapping[str, Any]) -> dict[Key, Failure]:
                 int(item["attempts"]),
                 datetime.fromisoformat(item["last"]),
                 str(item.get("message") or ""),
+                _revision(item.get("revision")),
             )
         except (KeyError, TypeError, ValueError):
             continue

@@ -26,9 +26,13 @@ def run(args: argparse.Namespace) -> int:
     )
     if text:
         _summary(result.outcomes)
+        if args.full:
+            common.print_health(result.health)
     else:
         document = common.plan_json(result.plan)
         document["outcomes"] = [common.outcome_json(o) for o in result.outcomes]
+        if args.full:
+            document["health"] = common.health_json(result.health)
         common.dump_json(document)
     return 1 if result.failed else 0
 

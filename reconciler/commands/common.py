@@ -7,7 +7,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,9 +21,10 @@ from reconciler.commands.gitflags import (
 from reconciler.errors import UsageError
 from reconciler.excerpt import one_line
 from reconciler.execute import Outcome
+from reconciler.health import ReleaseHealth
 from reconciler.helm import Helm
 from reconciler.kube import Kube, in_cluster, in_cluster_kubeconfig
-from reconciler.plan import Drifted, Options, Plan
+from reconciler.plan import Drifted, Key, Options, Plan
 from reconciler.source import GitSource, LocalSource, open_source
 from reconciler.terminal import for_terminal
 
@@ -94,7 +95,8 @@ def add_cluster_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--full",
         action="store_true",
-        help="decode every declared release to find changes made by hand (a full resync)",
+        help="decode every declared release to find changes made by hand, and read every "
+        "deployed release's workload health (a full resync)",
     )
     group.add_argument(
         "--force-retry", action="store_true", help="retry releases that failed at this same state"
@@ -291,6 +293,21 @@ def print_plan(the_plan: Plan) -> None:
         for obj in drifted.drift.objects:
             detail = "missing" if obj.missing else ", ".join(obj.paths)
             print(for_terminal(one_line(f"    {obj.ref}: {detail}")))
+
+
+def health_json(health: Mapping[Key, ReleaseHealth]) -> list[dict[str, Any]]:
+    return [
+        {"namespace": key[0], "release": key[1], **verdict.as_json()}
+        for key, verdict in sorted(health.items())
+    ]
+
+
+def print_health(health: Mapping[Key, ReleaseHealth]) -> None:
+    """One line per release that is not Healthy, naming its unready objects."""
+
+    for (namespace, release), verdict in sorted(health.items()):
+        if not verdict.healthy:
+            print(for_terminal(f"health {namespace}/{release}: {verdict.summary()}"))
 
 
 def dump_json(document: Any) -> None:

@@ -25,12 +25,14 @@ def register(subparsers: Any, name: str, summary: str) -> None:
 def run(args: argparse.Namespace) -> int:
     engine, env = start(args)
     the_plan, observation = engine.plan(env, full=args.full)
-    # --full decodes every release: then the CRDs `crds: create` left behind show too.
+    # --full decodes every release: then the CRDs `crds: create` left behind show too, and
+    # every deployed release's workloads are read (one read, no waiting).
     crds = (
         deployed_differences(engine.kube, observation.desired.releases, observation.observed)
         if args.full
         else []
     )
+    health = engine.read_health(observation) if args.full else {}
     listed = [
         {
             "release": r.name,
@@ -40,10 +42,14 @@ def run(args: argparse.Namespace) -> int:
         for r, found in crds
     ]
     if args.output == "json":
-        common.dump_json({**common.plan_json(the_plan), "crds": listed})
+        document = {**common.plan_json(the_plan), "crds": listed}
+        if args.full:
+            document["health"] = common.health_json(health)
+        common.dump_json(document)
     else:
         common.print_plan(the_plan)
         _print_crds(listed)
+        common.print_health(health)
     return PENDING_EXIT if the_plan.changes_pending or crds else 0
 
 

@@ -54,7 +54,8 @@ def register(subparsers: Any, name: str, summary: str) -> None:
         "--resync-interval",
         type=float,
         default=float(env("RECONCILER_RESYNC_INTERVAL", "600")),
-        help="seconds between full resyncs that find changes made by hand (default 600)",
+        help="seconds between full resyncs that find changes made by hand and read every "
+        "release's workload health (default 600)",
     )
     group.add_argument(
         "--once", action="store_true", help="stop after the first pass (for tests and jobs)"
@@ -114,6 +115,7 @@ class Reporter:
         self.events = events
         self.notifier = notifier
         self._held: set[tuple[str, str, str]] = set()
+        self._health: dict[tuple[str, str], str] = {}
 
     def outcome(self, outcome: Outcome) -> None:
         self.metrics.observe_outcome(outcome)
@@ -123,6 +125,7 @@ class Reporter:
     def passed(self, result: PassResult, seconds: float, full: bool) -> None:
         self.metrics.observe_pass(result, seconds, full, time.time())
         self._gave_up(result)
+        self._health_changed(result)
         if self.events:
             for drifted in result.plan.drifted:
                 self.events.drifted(drifted)
@@ -137,6 +140,23 @@ class Reporter:
             for key in holds.keys() - self._held:
                 self.events.gave_up(holds[key])
         self._held = set(holds)
+
+    def _health_changed(self, result: PassResult) -> None:
+        """One Event per release whose health changed (a full resync found it Degraded, or
+        healthy again), not one per poll; the first pass only records what it saw."""
+
+        now: dict[tuple[str, str], str] = {k: v.health for k, v in result.health.items()}
+        if self.events and self._health:
+            for key, health in sorted(now.items()):
+                before = self._health.get(key)
+                if before is None or before == health:
+                    continue
+                verdict = result.health[key]
+                kind = "Normal" if verdict.healthy else "Warning"
+                where = f"{key[0]}/{key[1]}"
+                self.events.emit(kind, "Healthy" if verdict.healthy else "Unhealthy",
+                                 f"{where}: {before} -> {verdict.summary()}")  # fmt: skip
+        self._health = now
 
     def fetched(self, seconds: float) -> None:
         self.metrics.git_fetch.observe(seconds)

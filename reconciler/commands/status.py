@@ -17,6 +17,7 @@ COLUMNS = [
     "desired",
     "deployed",
     "state",
+    "health",
     "helm_status",
     "last_action",
     "message",
@@ -26,7 +27,12 @@ COLUMNS = [
 def register(subparsers: Any, name: str, summary: str) -> None:
     env = os.environ.get
     parser = subparsers.add_parser(
-        name, help=summary, description=summary + ". Exit 1 when a release failed or is held."
+        name,
+        help=summary,
+        description=summary
+        + ". HEALTH is each release's workload health as last read (after its install or "
+        "upgrade, and on each full resync): Healthy, Progressing, Degraded or Missing objects. "
+        "Exit 1 when a release failed, is held, Degraded or has missing objects.",
     )
     parser.add_argument(
         "-i", "--installation", default=env("RECONCILER_INSTALLATION"), help="installation name"
@@ -62,5 +68,10 @@ def run(args: argparse.Namespace) -> int:
         head = f"installation {document.get('installation')} at {revision}"
         print(for_terminal(f"{head}, last pass {document.get('time')}"))
         print(common.table(rows, COLUMNS))
-    unhealthy = [r for r in rows if r.get("state") in ("failed", "held", "skipped")]
+    unhealthy = [
+        r
+        for r in rows
+        if r.get("state") in ("failed", "held", "skipped")
+        or r.get("health") in ("Degraded", "Missing objects")
+    ]
     return 1 if unhealthy else 0

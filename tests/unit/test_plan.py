@@ -599,3 +599,43 @@ def test_a_success_at_the_desired_state_ends_the_count() -> None:
         desired(rel, policy=Policy(retries=1)), {("apps", "api"): observed}, NOW
     ).actions
     assert action.reason.endswith("(retry 1/1)")
+
+
+def test_a_deployed_revision_that_never_worked_is_a_failed_attempt_not_in_sync() -> None:
+    """helm deployed revision 3 with the desired digest, but its workloads never became
+    healthy and remediation `none` left it: it is retried with backoff, then held."""
+
+    rel = release()
+    policy = Policy(retries=1, retry_backoff_seconds=60, remediation="none")
+    observed = {("apps", "api"): deployed(rel, number=3)}
+    cause = "not healthy within 5s (timeoutSeconds): Progressing: Deployment apps/web: Ready: 0/2"
+    once = {("apps", "api"): Failure(rel.digest, 1, NOW - timedelta(seconds=10), cause, 3)}
+
+    waiting = plan(desired(rel, policy=policy), observed, NOW, once)
+    assert waiting.in_sync == ()
+    (hold,) = waiting.held
+    assert "retry 1/1 in 51s" in hold.reason
+    assert cause in hold.reason
+    assert not hold.gave_up
+
+    (retry,) = plan(desired(rel, policy=policy), observed, NOW + timedelta(minutes=1), once).actions
+    assert retry.kind == "upgrade"
+    assert retry.reason == "revision 3 was deployed but did not work (retry 1/1)"
+
+    twice = {("apps", "api"): Failure(rel.digest, 2, NOW - timedelta(hours=1), cause, 3)}
+    spent = plan(desired(rel, policy=policy), observed, NOW, twice)
+    assert spent.actions == ()
+    assert spent.in_sync == ()
+    assert spent.held[0].gave_up
+    assert spent.held[0].last_error == cause
+
+
+def test_a_failure_of_another_revision_leaves_a_deployed_release_in_sync() -> None:
+    rel = release()
+    observed = {("apps", "api"): deployed(rel, number=4)}
+    # Revision 3 failed its health check; revision 4 (a retry) worked.
+    memory = {("apps", "api"): Failure(rel.digest, 1, NOW - timedelta(hours=1), "x", 3)}
+    result = plan(desired(rel), observed, NOW, memory)
+    assert result.in_sync == (("apps", "api"),)
+    helm_failure = {("apps", "api"): Failure(rel.digest, 1, NOW - timedelta(hours=1), "x")}
+    assert plan(desired(rel), observed, NOW, helm_failure).in_sync == (("apps", "api"),)
