@@ -15,7 +15,7 @@ from reconciler import log
 from reconciler.drift import LiveDrift, hpa_targets, release_drift
 from reconciler.errors import KubeError
 from reconciler.kube import Kube, Resource
-from reconciler.liveobjects import Discovery, read_live
+from reconciler.liveobjects import Discovery, read_live_as
 from reconciler.manifest import ManifestError, ManifestObject, parse
 from reconciler.model import DesiredRelease, DesiredState
 from reconciler.observe import ReleaseState
@@ -56,10 +56,11 @@ def check_drift(
             problems[key] = str(error)
     objects = [obj for _, found in manifests.values() for obj in found]
     autoscaled = _autoscaled(kube, objects, namespaces)
-    live = iter(read_live(kube, objects, Discovery(kube), workers=WORKERS))
+    batches = [(r.namespace, r.service_account, found) for r, found in manifests.values()]
+    live = read_live_as(kube, batches, Discovery(kube), workers=WORKERS)
     results = {
-        key: release_drift([next(live) for _ in found], release.drift_ignore, autoscaled)
-        for key, (release, found) in manifests.items()
+        key: release_drift(found_live, release.drift_ignore, autoscaled)
+        for (key, (release, _)), found_live in zip(manifests.items(), live, strict=True)
     }
     for key, problem in problems.items():
         results[key] = LiveDrift(unreadable=(problem,))

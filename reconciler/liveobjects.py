@@ -8,12 +8,12 @@ found by the next pass). Each object is then one GET; 404 means missing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from reconciler.errors import KubeError
-from reconciler.kube import JsonObject, Kube, Resource
+from reconciler.kube import JsonObject, Kube, Resource, as_release_account
 from reconciler.manifest import ManifestObject
 
 # From this many objects of one resource in one namespace, one LIST reads them all (a
@@ -156,3 +156,30 @@ def _listed(kube: Kube, where: ApiResource, namespace: str) -> dict[str, JsonObj
         }
     except KubeError:
         return None
+
+
+def read_live_as(
+    kube: Kube,
+    releases: Sequence[tuple[str, str | None, Sequence[ManifestObject]]],
+    discovery: Discovery | None = None,
+    workers: int = 1,
+) -> list[list[LiveObject]]:
+    """`read_live` for many releases, each read as the account helm runs it as.
+
+    `releases`: (namespace, service account or None, objects) per release; the result
+    holds each release's live objects, in the order given. Releases sharing an identity
+    are read together (LISTs shared); a release with no account is read as `kube`.
+    """
+
+    discovery = discovery or Discovery(kube)
+    by_identity: dict[tuple[str, str] | None, list[int]] = {}
+    for index, (namespace, account, _) in enumerate(releases):
+        by_identity.setdefault((namespace, account) if account else None, []).append(index)
+    results: list[list[LiveObject]] = [[] for _ in releases]
+    for identity, indexes in by_identity.items():
+        acting = as_release_account(kube, *identity) if identity else kube
+        objects = [obj for i in indexes for obj in releases[i][2]]
+        live = iter(read_live(acting, objects, discovery, workers))
+        for i in indexes:
+            results[i] = [next(live) for _ in releases[i][2]]
+    return results

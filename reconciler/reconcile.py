@@ -27,10 +27,11 @@ from reconciler.kube import (
     SECRETS,
     JsonObject,
     Kube,
+    as_release_account,
     ensure_namespace,
     service_account_identity,
 )
-from reconciler.liveobjects import Discovery, read_live
+from reconciler.liveobjects import Discovery, read_live_as
 from reconciler.manifest import ManifestObject, parse, parse_record
 from reconciler.masking import SecretMask, scalars
 from reconciler.model import DesiredState, Environments, ValuesFrom
@@ -346,11 +347,15 @@ def read_health(
         except ReconcilerError as error:
             # This release's health stays unknown; the others are still read.
             log.warning("cannot read a release's objects", release=release.name, error=str(error))
-    objects = [obj for found in manifests.values() for obj in found]
-    live = iter(read_live(kube, objects, Discovery(kube), workers=HEALTH_READERS))
+    accounts = {(r.namespace, r.name): r.service_account for r in observation.desired.releases}
+    batches = [(key[0], accounts.get(key), found) for key, found in manifests.items()]
+    live = read_live_as(kube, batches, Discovery(kube), workers=HEALTH_READERS)
     return {
-        key: masked(judge_live(kube, [next(live) for _ in found]), observation.mask)
-        for key, found in manifests.items()
+        key: masked(
+            judge_live(as_release_account(kube, key[0], accounts.get(key)), found_live),
+            observation.mask,
+        )
+        for key, found_live in zip(manifests, live, strict=True)
     }
 
 
