@@ -107,6 +107,10 @@ def test_correct_restores_a_deleted_object_a_changed_field_and_a_scale(
     }
     assert SECRET_VALUE not in json.dumps(document)
     assert base64.b64encode(SECRET_VALUE.encode()).decode() not in json.dumps(document)
+    text = world.cli("plan", "--full")
+    assert text.returncode == 2
+    assert f"Secret {world.namespace}/web-secret: /data/password" in text.stdout
+    assert SECRET_VALUE not in text.stdout + text.stderr
 
     code, result, stderr = world.apply("--full")
     assert code == 0, (stderr, json.dumps(result.get("outcomes")))
@@ -199,7 +203,7 @@ def test_a_full_resync_of_100_releases_without_drift_starts_no_helm(
     world: World, drifty_chart: str
 ) -> None:
     repo = world.repo
-    repo.project("web", world.namespace, chart="drifty", values={"replicas": 0})
+    repo.project("web", world.namespace, chart="drifty", values={"replicas": 0, "headless": True})
     for i in range(100):
         repo.release(world.installation, f"r{i:03d}", project="web", version="0.1.0")
     repo.installation(world.installation, policy={**POLICY, "concurrency": 8})
