@@ -246,6 +246,7 @@ class _Runner:
             self.helm.upgrade_install(
                 action.desired, self.plan.installation, self.policy, description, fresh,
                 chart_file=self.charts.archive(action.desired.chart), proof=proof,
+                server_side=action.server_side,
             )  # fmt: skip
             self.verify(action)
         elif action.kind in ("unlock", "rollback") and action.revision:

@@ -48,6 +48,8 @@ class Action:
     rollback_to: int | None = None
     # A deployed revision exists that is not the reconciler's: never uninstall over it.
     foreign_deployed: bool = False
+    # helm 4 applied the latest revision server-side (its record says "ssa").
+    server_side: bool = False
 
     @property
     def key(self) -> Key:
@@ -614,6 +616,7 @@ def _action(
         revision,
         rollback_to=target,
         foreign_deployed=foreign,
+        server_side=bool(state and state.detail and state.detail.apply_method == "ssa"),
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
 from typing import Any
 
 import pytest
@@ -246,3 +247,26 @@ def test_the_daemon_checks_and_reports_drift_on_each_full_resync(
         world.repo.commit("correct drift")
         wait_for(lambda: exists(world, "configmaps/web-config"), timeout=60)
     assert writes(world) == ["web"]
+
+
+def test_helm_4_corrects_a_release_that_helm_3_applied_client_side(
+    world: World, drifty_chart: str
+) -> None:
+    """helm 4 refuses --force-conflicts for a client-side applied release: the correction
+    must not pass it there (a reconciler moved from helm 3 to helm 4 keeps its releases)."""
+
+    repo = world.repo
+    repo.project("web", world.namespace, chart="drifty")
+    repo.release(world.installation, "web", version="0.1.0")
+    repo.installation(world.installation, policy=POLICY)
+    repo.commit("web")
+    helm3 = {**world.env(), "RECONCILER_HELM": str(world.testbed.helm_binaries["helm3"])}
+    done = subprocess.run(
+        world.cli_argv("apply"), env=helm3, cwd=world.workdir, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    world.testbed.kubectl("scale", "deployment", "web", "-n", world.namespace, "--replicas=3")
+    code, result, stderr = world.apply("--full")
+    assert code == 0, (stderr, json.dumps(result.get("outcomes")))
+    assert writes(world) == ["web"]
+    assert replicas(world) == 1
