@@ -86,7 +86,8 @@ def add_cluster_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--full",
         action="store_true",
-        help="decode every declared release to find changes made by hand (a full resync)",
+        help="a full resync: decode every declared release to find changes made by hand, and "
+        "compare its live objects with its manifest (live drift, per policy.drift)",
     )
     group.add_argument(
         "--force-retry", action="store_true", help="retry releases that failed at this same state"

@@ -12,7 +12,10 @@ PENDING_EXIT = 2
 
 
 def register(subparsers: Any, name: str, summary: str) -> None:
-    exits = "Exit codes: 0 in sync, 2 changes pending (like terraform plan -detailed-exitcode), 1 error."
+    exits = (
+        "Exit codes: 0 in sync, 2 changes pending or live drift found (like terraform plan "
+        "-detailed-exitcode), 1 error."
+    )
     register_engine_command(subparsers, name, f"{summary}. {exits}", run)
 
 
