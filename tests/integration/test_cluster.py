@@ -297,11 +297,9 @@ def test_serviceaccount_gets_a_token_from_the_controllers(
     )
     wait_for(
         "the root CA ConfigMap",
-        lambda: (
-            core.list_namespaced_config_map(
-                namespace, field_selector="metadata.name=kube-root-ca.crt"
-            ).items
-        ),
+        lambda: core.list_namespaced_config_map(
+            namespace, field_selector="metadata.name=kube-root-ca.crt"
+        ).items,
     )
     ca = core.read_namespaced_config_map("kube-root-ca.crt", namespace)
     assert ca.data["ca.crt"] == testbed.ca_cert.read_text()
