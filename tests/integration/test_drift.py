@@ -156,8 +156,14 @@ def test_warn_only_reports_and_off_does_not_look(world: World, drifty_chart: str
     repo = world.repo
     repo.installation(world.installation, policy={**POLICY, "drift": "off"})
     repo.commit("drift off")
-    code, document = world.plan("--full")
-    assert (code, document["drifted"]) == (0, [])
+    log = world.workdir / "api.log"
+    done = subprocess.run(
+        world.cli_argv("plan", "--full", "-o", "json"),
+        env={**world.env(), "RECONCILER_API_LOG": str(log)},
+        cwd=world.workdir, capture_output=True, text=True,
+    )  # fmt: skip
+    assert (done.returncode, json.loads(done.stdout)["drifted"]) == (0, [])
+    assert "/deployments/" not in log.read_text(), "drift: off reads no live object"
     assert world.apply("--full")[0] == 0
     assert writes(world) == []
     assert replicas(world) == 3
@@ -167,8 +173,14 @@ def test_warn_only_reports_and_off_does_not_look(world: World, drifty_chart: str
 def test_an_ignore_rule_keeps_a_scaled_deployment_as_it_is(world: World, drifty_chart: str) -> None:
     one_release(world, ignore=[{"kind": "Deployment", "paths": ["/spec/replicas"]}])
     world.testbed.kubectl("scale", "deployment", "web", "-n", world.namespace, "--replicas=3")
-    code, document = world.plan("--full")
-    assert (code, document["drifted"]) == (0, [])
+    log = world.workdir / "api.log"
+    done = subprocess.run(
+        world.cli_argv("plan", "--full", "-o", "json"),
+        env={**world.env(), "RECONCILER_API_LOG": str(log)},
+        cwd=world.workdir, capture_output=True, text=True,
+    )  # fmt: skip
+    assert (done.returncode, json.loads(done.stdout)["drifted"]) == (0, [])
+    assert "/deployments/" not in log.read_text(), "drift: off reads no live object"
     assert world.apply("--full")[0] == 0
     assert writes(world) == []
     assert replicas(world) == 3
