@@ -60,6 +60,7 @@ def drift_by_hand(world: World) -> None:
         "patch", "secret", "web-secret", "-n", ns, "-p", json.dumps({"data": {"password": hidden}})
     )
     kubectl("scale", "deployment", "web", "-n", ns, "--replicas=3")
+    kubectl("set", "image", "deployment/web", "app=registry.k8s.io/pause:3.9", "-n", ns)
 
 
 def live(world: World, path: str) -> Any:
@@ -69,6 +70,13 @@ def live(world: World, path: str) -> Any:
 def replicas(world: World) -> int:
     path = f"/apis/apps/v1/namespaces/{world.namespace}/deployments/web"
     return int(kube_json(world.testbed, "GET", path)["spec"]["replicas"])
+
+
+def image(world: World) -> str:
+    path = f"/apis/apps/v1/namespaces/{world.namespace}/deployments/web"
+    return str(
+        kube_json(world.testbed, "GET", path)["spec"]["template"]["spec"]["containers"][0]["image"]
+    )
 
 
 def password(world: World) -> bytes:
@@ -104,7 +112,11 @@ def test_correct_restores_a_deleted_object_a_changed_field_and_a_scale(
     assert {(o["object"], o["missing"], tuple(o["paths"])) for o in drifted["objects"]} == {
         (f"ConfigMap {world.namespace}/web-config", True, ()),
         (f"Secret {world.namespace}/web-secret", False, ("/data/password",)),
-        (f"Deployment {world.namespace}/web", False, ("/spec/replicas",)),
+        (
+            f"Deployment {world.namespace}/web",
+            False,
+            ("/spec/replicas", "/spec/template/spec/containers/0/image"),
+        ),
     }
     assert SECRET_VALUE not in json.dumps(document)
     assert base64.b64encode(SECRET_VALUE.encode()).decode() not in json.dumps(document)
@@ -119,6 +131,7 @@ def test_correct_restores_a_deleted_object_a_changed_field_and_a_scale(
     assert exists(world, "configmaps/web-config")
     assert password(world) == b"not-a-real-secret"
     assert replicas(world) == 1
+    assert image(world) == "registry.k8s.io/pause:3.10"
     description = world.latest("web")["description"]
     assert "live drift" in description
     assert "/data/password" in description
