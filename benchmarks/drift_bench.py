@@ -43,7 +43,7 @@ def _proc_cpu(pid: int) -> float:
 
 def seed(repo: EnvRepo, installation: str, namespace: str, count: int, drift: str) -> str:
     # No Pods: 1,000 releases of Pods would measure the scheduler, not the reconciler.
-    repo.project("web", namespace, chart="drifty", values={"replicas": 0})
+    repo.project("web", namespace, chart="drifty", values={"replicas": 0, "headless": True})
     policy = {"concurrency": 8, "retries": 0, "drift": drift}
     repo.installation(installation, policy=policy)
     for i in range(count):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import drift_bench
 import engine_bench
 import http_abuse_bench
 import peers_bench
@@ -27,6 +28,7 @@ def fleet(argv: list[str]) -> int:
 BENCHMARKS: list[tuple[str, Callable[[list[str]], int]]] = [
     ("validate", validate_bench.main),
     ("engine", engine_bench.main),
+    ("drift", drift_bench.main),
     ("peers", peers_bench.main),
     ("polling", polling_bench.main),
     ("http abuse", http_abuse_bench.main),

@@ -64,6 +64,16 @@ def check_drift(
     }
     for key, problem in problems.items():
         results[key] = LiveDrift(unreadable=(problem,))
+    for (namespace, name), drift in results.items():
+        if drift.unreadable:
+            # Not drift (nothing is re-applied for it), but not checked either: say so.
+            log.warning(
+                "live objects not checked",
+                release=name,
+                namespace=namespace,
+                objects=len(drift.unreadable),
+                first=drift.unreadable[0],
+            )
     return results
 
 

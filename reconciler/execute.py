@@ -269,6 +269,7 @@ class _Runner:
             self.helm.upgrade_install(
                 action.desired, self.plan.installation, self.policy, description, fresh,
                 chart_file=archive, proof=proof,
+                server_side=action.server_side,
             )  # fmt: skip
             try:
                 self.verify(action)

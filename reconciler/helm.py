@@ -121,22 +121,25 @@ class Helm:
         fresh: bool = False,
         chart_file: Path | None = None,
         proof: Mapping[str, str] | None = None,
+        server_side: bool = False,
     ) -> None:
         """`helm upgrade --install`; `helm install` when helm holds no history for the
         release at all, which skips the history lookup (a tenth of the CPU).
 
         `chart_file` is the release's chart already pulled (see `pull`); `proof` the
-        labels that sign the revision (reconciler.trust)."""
+        labels that sign the revision (reconciler.trust); `server_side`: helm 4 applied the
+        latest revision server-side, so fields other managers took are forced back."""
 
         # --reset-values: the values are exactly the file's, even when it is empty (helm
         # otherwise reuses the previous revision's values for an empty one).
         command = ["install"] if fresh else ["upgrade", "--install"]
         reset = [] if fresh else ["--reset-values"]
         history = [] if fresh else ["--history-max", str(policy.history_max)]
-        # Helm 4 applies server-side: a field someone took over by hand (`kubectl scale`,
-        # `kubectl edit`) conflicts and fails the upgrade. The environments repo is the
-        # truth, as helm 3's three-way merge makes it, so those fields are taken back.
-        force = ["--force-conflicts"] if self.major >= 4 and not fresh else []
+        # Helm 4 upgrades a server-side applied release server-side: a field someone took
+        # over by hand (`kubectl scale`, `kubectl edit`) conflicts and fails the upgrade.
+        # The environments repo is the truth, as helm 3's three-way merge makes it, so
+        # those fields are taken back. (Refused for a client-side applied release.)
+        force = ["--force-conflicts"] if self.major >= 4 and server_side and not fresh else []
         # createReplace: the reconciler applied crds/ itself just before (reconciler.crds).
         skip_crds = ["--skip-crds"] if release.crds in ("skip", "createReplace") else []
         chart = [str(chart_file)] if chart_file else self._chart_args(release.chart)

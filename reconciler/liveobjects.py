@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from reconciler.errors import KubeError
-from reconciler.kube import JsonObject, Kube, Resource, as_release_account
+from reconciler.kube import SECRETS, JsonObject, Kube, Resource, as_release_account
 from reconciler.manifest import ManifestObject
 
 # From this many objects of one resource in one namespace, one LIST reads them all (a
@@ -117,15 +117,18 @@ def read_live(
         groups.setdefault((where, obj.namespace if where.namespaced else ""), []).append(index)
     singles: list[tuple[int, ApiResource]] = []
     for (where, namespace), indexes in groups.items():
-        listed = _listed(kube, where, namespace) if len(indexes) >= LIST_FROM else None
-        if listed is None:
-            singles.extend((index, where) for index in indexes)
-            continue
+        names = {objects[index].name for index in indexes}
+        listed = _listed(kube, where, namespace, names) if len(indexes) >= LIST_FROM else None
         for index in indexes:
             obj = objects[index]
-            live = listed.get(obj.name)
+            live = (listed or {}).get(obj.name)
+            if live is None:
+                # Not listed (or no LIST): a GET tells, so a LIST's filter never makes an
+                # object look missing.
+                singles.append((index, where))
+                continue
             # A LIST's items carry no apiVersion and kind; a GET's do.
-            live = {**live, "apiVersion": obj.api_version, "kind": obj.kind} if live else None
+            live = {**live, "apiVersion": obj.api_version, "kind": obj.kind}
             found[index] = LiveObject(obj, live)
 
     def get(single: tuple[int, ApiResource]) -> tuple[int, LiveObject]:
@@ -144,15 +147,21 @@ def read_live(
     return [found[index] for index in range(len(objects))]
 
 
-def _listed(kube: Kube, where: ApiResource, namespace: str) -> dict[str, JsonObject] | None:
-    """Every object of one resource in one namespace by name, or None when the LIST is
-    refused (the caller GETs one by one: a client may hold `get` without `list`)."""
+def _listed(
+    kube: Kube, where: ApiResource, namespace: str, names: set[str]
+) -> dict[str, JsonObject] | None:
+    """The objects named `names` of one resource in one namespace, by name (only those are
+    kept), or None when the LIST is refused (the caller GETs one by one: a client may hold
+    `get` without `list`). Helm's own release Secrets are left out of a Secret LIST: they
+    are the largest objects of a namespace and never in a manifest."""
 
     path = where.resource.path(namespace or None)
+    selector = "owner!=helm" if where.resource == SECRETS else ""
     try:
         return {
-            str((item.get("metadata") or {}).get("name", "")): item
-            for item in kube.list_items(path)
+            name: item
+            for item in kube.list_items(path, selector)
+            if (name := str((item.get("metadata") or {}).get("name", ""))) in names
         }
     except KubeError:
         return None

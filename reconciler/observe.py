@@ -61,6 +61,8 @@ class ReleaseDetail:
     # The rendered manifest of this revision (reconciler.manifest parses it); not compared,
     # so two details that differ only in it are equal.
     manifest: str = field(default="", compare=False, repr=False)
+    # How helm 4 applied it: "ssa" (server-side) or "csa"; "" in helm 3's records (csa).
+    apply_method: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True)
@@ -225,6 +227,7 @@ def detail_of(record: Mapping[str, Any]) -> ReleaseDetail:
         values=_canonical(values) if isinstance(values, dict) else {},
         description=str(info.get("description", "")),
         manifest=manifest if isinstance(manifest := record.get("manifest"), str) else "",
+        apply_method=str(record.get("apply_method") or ""),
     )
 
 

@@ -57,6 +57,8 @@ class Action:
     # The ServiceAccount of `namespace` that helm runs as for this step (None: the
     # reconciler's own identity): the desired release's, or for a prune the recorded one.
     service_account: str | None = None
+    # helm 4 applied the latest revision server-side (its record says "ssa").
+    server_side: bool = False
 
     @property
     def key(self) -> Key:
@@ -681,6 +683,7 @@ def _action(
         revision,
         rollback_to=target,
         foreign_deployed=foreign,
+        server_side=bool(state and state.detail and state.detail.apply_method == "ssa"),
     )
 
 

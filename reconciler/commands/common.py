@@ -95,8 +95,9 @@ def add_cluster_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--full",
         action="store_true",
-        help="decode every declared release to find changes made by hand, and read every "
-        "deployed release's workload health (a full resync)",
+        help="a full resync: decode every declared release to find changes made by hand, "
+        "compare its live objects with its manifest (live drift, per policy.drift) and read "
+        "every deployed release's workload health",
     )
     group.add_argument(
         "--force-retry", action="store_true", help="retry releases that failed at this same state"

@@ -16,8 +16,9 @@ PENDING_EXIT = 2
 
 def register(subparsers: Any, name: str, summary: str) -> None:
     exits = (
-        "Exit codes: 0 in sync, 2 changes pending (like terraform plan -detailed-exitcode) or,"
-        " with --full, CRDs of a chart's crds/ that the cluster serves differently, 1 error."
+        "Exit codes: 0 in sync, 2 changes pending or live drift found (like terraform plan "
+        "-detailed-exitcode) or, with --full, CRDs of a chart's crds/ that the cluster serves "
+        "differently, 1 error."
     )
     register_engine_command(subparsers, name, f"{summary}. {exits}", run)
 

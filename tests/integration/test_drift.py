@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
 from typing import Any
 
 import pytest
@@ -59,6 +60,7 @@ def drift_by_hand(world: World) -> None:
         "patch", "secret", "web-secret", "-n", ns, "-p", json.dumps({"data": {"password": hidden}})
     )
     kubectl("scale", "deployment", "web", "-n", ns, "--replicas=3")
+    kubectl("set", "image", "deployment/web", "app=registry.k8s.io/pause:3.9", "-n", ns)
 
 
 def live(world: World, path: str) -> Any:
@@ -68,6 +70,13 @@ def live(world: World, path: str) -> Any:
 def replicas(world: World) -> int:
     path = f"/apis/apps/v1/namespaces/{world.namespace}/deployments/web"
     return int(kube_json(world.testbed, "GET", path)["spec"]["replicas"])
+
+
+def image(world: World) -> str:
+    path = f"/apis/apps/v1/namespaces/{world.namespace}/deployments/web"
+    return str(
+        kube_json(world.testbed, "GET", path)["spec"]["template"]["spec"]["containers"][0]["image"]
+    )
 
 
 def password(world: World) -> bytes:
@@ -103,10 +112,18 @@ def test_correct_restores_a_deleted_object_a_changed_field_and_a_scale(
     assert {(o["object"], o["missing"], tuple(o["paths"])) for o in drifted["objects"]} == {
         (f"ConfigMap {world.namespace}/web-config", True, ()),
         (f"Secret {world.namespace}/web-secret", False, ("/data/password",)),
-        (f"Deployment {world.namespace}/web", False, ("/spec/replicas",)),
+        (
+            f"Deployment {world.namespace}/web",
+            False,
+            ("/spec/replicas", "/spec/template/spec/containers/0/image"),
+        ),
     }
     assert SECRET_VALUE not in json.dumps(document)
     assert base64.b64encode(SECRET_VALUE.encode()).decode() not in json.dumps(document)
+    text = world.cli("plan", "--full")
+    assert text.returncode == 2
+    assert f"Secret {world.namespace}/web-secret: /data/password" in text.stdout
+    assert SECRET_VALUE not in text.stdout + text.stderr
 
     code, result, stderr = world.apply("--full")
     assert code == 0, (stderr, json.dumps(result.get("outcomes")))
@@ -114,6 +131,7 @@ def test_correct_restores_a_deleted_object_a_changed_field_and_a_scale(
     assert exists(world, "configmaps/web-config")
     assert password(world) == b"not-a-real-secret"
     assert replicas(world) == 1
+    assert image(world) == "registry.k8s.io/pause:3.10"
     description = world.latest("web")["description"]
     assert "live drift" in description
     assert "/data/password" in description
@@ -151,8 +169,14 @@ def test_warn_only_reports_and_off_does_not_look(world: World, drifty_chart: str
     repo = world.repo
     repo.installation(world.installation, policy={**POLICY, "drift": "off"})
     repo.commit("drift off")
-    code, document = world.plan("--full")
-    assert (code, document["drifted"]) == (0, [])
+    log = world.workdir / "api.log"
+    done = subprocess.run(
+        world.cli_argv("plan", "--full", "-o", "json"),
+        env={**world.env(), "RECONCILER_API_LOG": str(log)},
+        cwd=world.workdir, capture_output=True, text=True,
+    )  # fmt: skip
+    assert (done.returncode, json.loads(done.stdout)["drifted"]) == (0, [])
+    assert "/deployments/" not in log.read_text(), "drift: off reads no live object"
     assert world.apply("--full")[0] == 0
     assert writes(world) == []
     assert replicas(world) == 3
@@ -162,8 +186,14 @@ def test_warn_only_reports_and_off_does_not_look(world: World, drifty_chart: str
 def test_an_ignore_rule_keeps_a_scaled_deployment_as_it_is(world: World, drifty_chart: str) -> None:
     one_release(world, ignore=[{"kind": "Deployment", "paths": ["/spec/replicas"]}])
     world.testbed.kubectl("scale", "deployment", "web", "-n", world.namespace, "--replicas=3")
-    code, document = world.plan("--full")
-    assert (code, document["drifted"]) == (0, [])
+    log = world.workdir / "api.log"
+    done = subprocess.run(
+        world.cli_argv("plan", "--full", "-o", "json"),
+        env={**world.env(), "RECONCILER_API_LOG": str(log)},
+        cwd=world.workdir, capture_output=True, text=True,
+    )  # fmt: skip
+    assert (done.returncode, json.loads(done.stdout)["drifted"]) == (0, [])
+    assert "/deployments/" not in log.read_text(), "drift: off reads no live object"
     assert world.apply("--full")[0] == 0
     assert writes(world) == []
     assert replicas(world) == 3
@@ -199,7 +229,7 @@ def test_a_full_resync_of_100_releases_without_drift_starts_no_helm(
     world: World, drifty_chart: str
 ) -> None:
     repo = world.repo
-    repo.project("web", world.namespace, chart="drifty", values={"replicas": 0})
+    repo.project("web", world.namespace, chart="drifty", values={"replicas": 0, "headless": True})
     for i in range(100):
         repo.release(world.installation, f"r{i:03d}", project="web", version="0.1.0")
     repo.installation(world.installation, policy={**POLICY, "concurrency": 8})
@@ -242,3 +272,26 @@ def test_the_daemon_checks_and_reports_drift_on_each_full_resync(
         world.repo.commit("correct drift")
         wait_for(lambda: exists(world, "configmaps/web-config"), timeout=60)
     assert writes(world) == ["web"]
+
+
+def test_helm_4_corrects_a_release_that_helm_3_applied_client_side(
+    world: World, drifty_chart: str
+) -> None:
+    """helm 4 refuses --force-conflicts for a client-side applied release: the correction
+    must not pass it there (a reconciler moved from helm 3 to helm 4 keeps its releases)."""
+
+    repo = world.repo
+    repo.project("web", world.namespace, chart="drifty")
+    repo.release(world.installation, "web", version="0.1.0")
+    repo.installation(world.installation, policy=POLICY)
+    repo.commit("web")
+    helm3 = {**world.env(), "RECONCILER_HELM": str(world.testbed.helm_binaries["helm3"])}
+    done = subprocess.run(
+        world.cli_argv("apply"), env=helm3, cwd=world.workdir, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    world.testbed.kubectl("scale", "deployment", "web", "-n", world.namespace, "--replicas=3")
+    code, result, stderr = world.apply("--full")
+    assert code == 0, (stderr, json.dumps(result.get("outcomes")))
+    assert writes(world) == ["web"]
+    assert replicas(world) == 1

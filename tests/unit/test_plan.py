@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from reconciler.drift import LiveDrift, ObjectDrift
 from reconciler.errors import ReconcilerError
 from reconciler.model import (
     LABEL_INSTALLATION,
@@ -639,3 +640,62 @@ def test_a_failure_of_another_revision_leaves_a_deployed_release_in_sync() -> No
     assert result.in_sync == (("apps", "api"),)
     helm_failure = {("apps", "api"): Failure(rel.digest, 1, NOW - timedelta(hours=1), "x")}
     assert plan(desired(rel), observed, NOW, helm_failure).in_sync == (("apps", "api"),)
+
+
+LIVE_DRIFT = LiveDrift(
+    objects=(
+        ObjectDrift("ConfigMap apps/api-config", missing=True),
+        ObjectDrift("Deployment apps/api", paths=("/spec/replicas",)),
+    )
+)
+
+
+@pytest.mark.parametrize("policy", ["correct", "warn", "off"])
+def test_live_drift_per_policy(policy: str) -> None:
+    rel = release()
+    result = plan(
+        desired(rel, policy=Policy(drift=policy)),  # type: ignore[arg-type]
+        {("apps", "api"): deployed(rel)},
+        NOW,
+        live_drift={("apps", "api"): LIVE_DRIFT},
+    )
+    if policy == "correct":
+        [action] = result.actions
+        assert (action.kind, action.reason) == (
+            "upgrade",
+            "live drift: ConfigMap apps/api-config missing; Deployment apps/api /spec/replicas",
+        )
+        assert action.rollback_to == 3
+    else:
+        assert result.actions == ()
+        assert result.in_sync == (("apps", "api"),)
+    assert [d.policy for d in result.drifted] == ([] if policy == "off" else [policy])
+    assert result.changes_pending == (policy != "off")
+
+
+def test_a_failed_correction_backs_off_like_any_attempt() -> None:
+    rel = release()
+    failure = Failure(rel.digest, 1, NOW - timedelta(seconds=5), "conflict")
+    result = plan(
+        desired(rel),
+        {("apps", "api"): deployed(rel)},
+        NOW,
+        {("apps", "api"): failure},
+        live_drift={("apps", "api"): LIVE_DRIFT},
+    )
+    assert result.actions == ()
+    [hold] = result.held
+    assert "retry 1/2" in hold.reason
+
+
+def test_no_drift_and_a_release_being_upgraded_anyway_add_no_drift_report() -> None:
+    rel = release()
+    moved = release(chart=OLD_CHART)
+    result = plan(
+        desired(rel, dataclasses.replace(moved, name="web")),
+        {("apps", "api"): deployed(rel)},
+        NOW,
+        live_drift={("apps", "api"): LiveDrift(), ("apps", "web"): LIVE_DRIFT},
+    )
+    assert result.drifted == ()
+    assert [a.reason for a in result.actions] == ["not installed"]
