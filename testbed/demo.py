@@ -119,7 +119,32 @@ def run_demo(bed: Testbed, work: Path) -> int:
     code = reconciler(bed, url, state_namespace, "apply", helm=spy)
     calls = log.read_text().splitlines()
     print(f"exit {code}; helm processes started: {len(calls)}")
-    return code if not calls else 1
+    if code != 0 or calls:
+        return code or 1
+    return show_live_drift(bed, url, state_namespace)
+
+
+def show_live_drift(bed: Testbed, url: str, state_namespace: str) -> int:
+    banner("live drift: a person deletes a ConfigMap and edits a Service by hand")
+    for argv in (
+        ("delete", "configmap", "orders-config", "-n", "shop"),
+        ("patch", "service", "orders", "-n", "shop", "--type=merge", "-p",
+         '{"spec":{"ports":[{"name":"http","port":9999,"targetPort":"http"}]}}'),
+    ):  # fmt: skip
+        print(f"$ kubectl {' '.join(argv)}", flush=True)
+        bed.kubectl(*argv)
+
+    banner("plan --full compares live objects with the deployed manifests (exit 2: drift)")
+    print(f"exit {reconciler(bed, url, state_namespace, 'plan', '--full')}")
+
+    banner("apply --full corrects it through helm")
+    code = reconciler(bed, url, state_namespace, "apply", "--full")
+    restored = bed.kubectl("get", "configmap", "orders-config", "-n", "shop", check=False)
+    port = bed.kubectl(
+        "get", "service", "orders", "-n", "shop", "-o", "jsonpath={.spec.ports[0].port}"
+    ).stdout
+    print(f"exit {code}; ConfigMap back: {restored.returncode == 0}; Service port: {port}")
+    return code if restored.returncode == 0 and port != "9999" else 1
 
 
 def main(argv: list[str]) -> int:
