@@ -319,6 +319,8 @@ class _Runner:
             # the release is as it was, and rolling back would move it further.
             return "; helm recorded no new revision, nothing to remediate"
         try:
+            if action.correction:
+                return self._after_failed_correction(action)
             if self.policy.remediation == "rollback" and action.rollback_to:
                 # The last revision the reconciler deployed: never a failed one, whose
                 # labels (digest included) helm would copy and call the release in sync.
@@ -330,6 +332,15 @@ class _Runner:
             return "; uninstalled (remediation)"
         except ReconcilerError as error:
             return f"; remediation failed too: {self.mask(str(error))}"
+
+    def _after_failed_correction(self, action: Action) -> str:
+        """A drift correction that failed: back to the revision that was deployed before it
+        (whatever `remediation` says, never an uninstall of a release that worked)."""
+
+        if not action.rollback_to:
+            return "; not remediated: no deployed revision to roll back to"
+        self._rollback(action, action.rollback_to)
+        return f"; rolled back to revision {action.rollback_to}, deployed before the correction"
 
     def _recorded_a_revision(self, action: Action) -> bool:
         if self.latest_revision is None:

@@ -59,6 +59,9 @@ class Action:
     service_account: str | None = None
     # helm 4 applied the latest revision server-side (its record says "ssa").
     server_side: bool = False
+    # Re-applies a deployed, in-sync release whose live objects drifted: a failure is never
+    # remediated by uninstalling it (it worked before the correction).
+    correction: bool = False
 
     @property
     def key(self) -> Key:
@@ -240,7 +243,10 @@ def _correction(
         # helm applies the chart's replicas with the rest; the autoscaler scales back.
         why += f" (resets replicas an autoscaler owns: {', '.join(live.autoscaled)})"
     failure = failures.get((release.namespace, release.name))
-    return _unless_given_up(release, state, policy, now, failure, options, "upgrade", why)
+    steps = _unless_given_up(release, state, policy, now, failure, options, "upgrade", why)
+    if isinstance(steps, Hold):
+        return steps
+    return [dataclasses.replace(step, correction=True) for step in steps]
 
 
 def _out_of_reach(

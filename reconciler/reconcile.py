@@ -11,12 +11,14 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
+from pathlib import Path
 
 from reconciler import log
 from reconciler.crds import crd_steps
 from reconciler.desired import ClusterValues, cluster_values_from_data, desired_state
 from reconciler.drift import LiveDrift
 from reconciler.driftcheck import check_drift
+from reconciler.driftrepair import repair_step, repairs_of
 from reconciler.errors import ReconcilerError
 from reconciler.execute import Outcome, Proof, execute
 from reconciler.health import ReleaseHealth, masked
@@ -286,7 +288,14 @@ def apply_pass(
             ),
         )
     policy = observation.desired.policy
-    prepare, check = crd_steps(kube)
+    crd_prepare, check = crd_steps(kube)
+    manifests = {
+        key: state.detail.manifest
+        for key, state in observation.observed.items()
+        if state.detail is not None and state.detail.manifest
+    }
+    repairs = repairs_of({d.key: d.drift for d in the_plan.drifted}, manifests)
+    prepare = _in_turn(crd_prepare, repair_step(kube, repairs) if repairs else _nothing)
     verify: Callable[[Action], None] = _unverified
     if kube is not None:
         verify = HealthVerifier(
@@ -315,6 +324,21 @@ def apply_pass(
 
 def _unverified(action: Action) -> None:
     return None
+
+
+def _nothing(action: Action, archive: Path | None) -> str:
+    return ""
+
+
+def _in_turn(
+    *steps: Callable[[Action, Path | None], str],
+) -> Callable[[Action, Path | None], str]:
+    """`prepare` hooks run one after the other; their notes joined."""
+
+    def prepare(action: Action, archive: Path | None) -> str:
+        return "; ".join(filter(None, (step(action, archive) for step in steps)))
+
+    return prepare
 
 
 def _chained(*verifiers: Callable[[Action], None]) -> Callable[[Action], None]:

@@ -298,3 +298,26 @@ def test_helm_4_corrects_a_release_that_helm_3_applied_client_side(
     assert code == 0, (stderr, json.dumps(result.get("outcomes")))
     assert writes(world) == ["web"]
     assert replicas(world) == 1
+
+
+@pytest.mark.helm3
+def test_a_renumbered_named_port_is_set_back(world: World, drifty_chart: str) -> None:
+    """A person renumbers a named Service port: helm alone keeps that list entry (another
+    field manager owns it) next to the chart's, and the API server refuses the duplicate
+    name. The correction sets the drifted list back first, so helm's upgrade succeeds."""
+
+    one_release(world)
+    ports = {"spec": {"ports": [{"name": "http", "port": 9999, "targetPort": "http"}]}}
+    world.testbed.kubectl(
+        "patch", "service", "web", "-n", world.namespace, "--type=merge", "-p", json.dumps(ports)
+    )
+
+    code, document, stderr = world.apply("--full")
+
+    assert code == 0, (stderr, json.dumps(document.get("outcomes")))
+    [outcome] = document["outcomes"]
+    assert outcome["result"] == "succeeded"
+    assert "lists set back to the chart's in Service" in outcome["message"]
+    assert [p["port"] for p in live(world, "services/web")["spec"]["ports"]] == [80]
+    code, document = world.plan("--full")
+    assert (code, document["drifted"]) == (0, []), "restored: no drift left"
