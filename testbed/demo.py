@@ -5,7 +5,9 @@
 2. publish the example charts at the versions the `local` installation declares,
 3. push example-environments/ to the git server,
 4. `reconciler plan`, then `reconciler apply`, then `reconciler status`,
-5. a second `reconciler apply`, which finds nothing to do and starts no helm process.
+5. a second `reconciler apply`, which finds nothing to do and starts no helm process,
+6. live drift: a ConfigMap deleted and a Service edited by hand, listed by `plan --full` and
+   corrected by `apply --full`.
 """
 
 from __future__ import annotations

@@ -293,7 +293,7 @@ def print_plan(the_plan: Plan) -> None:
         print(for_terminal(f"  {drifted.namespace}/{drifted.release} (drift: {drifted.policy}):"))
         for obj in drifted.drift.objects:
             detail = "missing" if obj.missing else ", ".join(obj.paths)
-            print(for_terminal(one_line(f"    {obj.ref}: {detail}")))
+            print("    " + for_terminal(one_line(f"{obj.ref}: {detail}")))
 
 
 def health_json(health: Mapping[Key, ReleaseHealth]) -> list[dict[str, Any]]:
