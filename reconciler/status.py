@@ -14,8 +14,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from reconciler.errors import KubeError
+from reconciler.excerpt import bounded
 from reconciler.execute import Outcome
 from reconciler.health import ReleaseHealth, health_of
+from reconciler.jsonshape import items, mapping
 from reconciler.kube import CONFIGMAPS, Kube, ensure_namespace
 from reconciler.model import DesiredState
 from reconciler.observe import ReleaseState
@@ -38,9 +40,11 @@ class StatusStore:
         found = self.kube.get(CONFIGMAPS.path(self.namespace, status_name(self.installation)))
         if not found:
             return {}
+        # Anyone who may write the ConfigMap may have written anything into it.
+        text = mapping(found.get("data")).get(STATUS_KEY, "{}")
         try:
-            document = json.loads((found.get("data") or {}).get(STATUS_KEY, "{}"))
-        except ValueError:
+            document = json.loads(text) if isinstance(text, str) else {}
+        except (ValueError, RecursionError):
             return {}
         return document if isinstance(document, dict) else {}
 
@@ -185,7 +189,7 @@ def health_from(document: Mapping[str, Any]) -> dict[Key, ReleaseHealth]:
     """Each release's health as the last pass recorded it."""
 
     found: dict[Key, ReleaseHealth] = {}
-    for row in document.get("releases") or []:
+    for row in items(mapping(document).get("releases")):
         if not isinstance(row, dict):
             continue
         verdict = health_of(row)
@@ -200,16 +204,16 @@ def _revision(value: Any) -> int | None:
 
 def failures_from(document: Mapping[str, Any]) -> dict[Key, Failure]:
     found: dict[Key, Failure] = {}
-    for item in document.get("failures") or []:
+    for item in items(mapping(document).get("failures")):
         try:
             key = (str(item["namespace"]), str(item["release"]))
             found[key] = Failure(
                 str(item["digest"]),
                 int(item["attempts"]),
                 datetime.fromisoformat(item["last"]),
-                str(item.get("message") or ""),
+                bounded(str(item.get("message") or "")),
                 _revision(item.get("revision")),
             )
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):
             continue
     return found
