@@ -256,3 +256,19 @@ def test_an_unexpected_error_fails_its_release_only_with_a_one_line_masked_messa
     assert results["good"][0] == "failed"
     assert "unexpected KeyError" in results["good"][1]
     assert results["helm"] == ("failed", "helm says no")
+
+
+def test_drift_is_masked_in_names_and_paths_whatever_escaping_the_pointer_did() -> None:
+    mask = masking.SecretMask(["pa/ss~word-1234"])
+    found = drift.LiveDrift(
+        (
+            drift.ObjectDrift("ConfigMap team/pa/ss~word-1234", missing=True),
+            drift.ObjectDrift("ConfigMap team/c", paths=("/data/pa~1ss~0word-1234", "/data/plain")),
+        ),
+        ("Widget team/pa/ss~word-1234: forbidden",),
+    )
+    shown = drift.masked(found, mask)
+    text = repr(shown) + shown.summary()
+    for form in ("pa/ss~word-1234", "pa~1ss~0word-1234", "ss~word", "word-1234"):
+        assert form not in text
+    assert shown.objects[1].paths == ("/data/***", "/data/plain")
