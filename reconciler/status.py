@@ -24,6 +24,10 @@ from reconciler.observe import ReleaseState
 from reconciler.plan import Drifted, Failure, Key, Plan
 
 STATUS_KEY = "status.json"
+# A ConfigMap holds at most 1 MiB; the rest of the object needs some room.
+STATUS_BYTES = 1_000_000
+# What a row's message is cut to, in turn, when the whole document must shrink to fit.
+ROW_MESSAGES = (500, 200, 80)
 
 
 def status_name(installation: str) -> str:
@@ -61,7 +65,7 @@ class StatusStore:
                 "namespace": self.namespace,
                 "labels": {"app.kubernetes.io/managed-by": "reconciler"},
             },
-            "data": {STATUS_KEY: json.dumps(document, indent=1, sort_keys=True)},
+            "data": {STATUS_KEY: serialise(document)},
         }
         path = CONFIGMAPS.path(self.namespace, name)
         try:
@@ -79,6 +83,45 @@ class StatusStore:
                 raise
             ensure_namespace(self.kube, self.namespace)
             self.kube.request("POST", CONFIGMAPS.path(self.namespace), body=body)
+
+
+def serialise(document: Mapping[str, Any], limit: int = STATUS_BYTES) -> str:
+    """The document as JSON of at most `limit` bytes where it can be: indented when that
+    fits, else compact, else with each row's unhealthy objects counted rather than listed
+    and its message and the failures' messages cut to the first of `ROW_MESSAGES` that fits
+    (an outage across a thousand releases must not make every status write fail)."""
+
+    text = json.dumps(document, indent=1, sort_keys=True)
+    if len(text.encode()) <= limit:
+        return text
+    compact = json.dumps(document, sort_keys=True, separators=(",", ":"))
+    if len(compact.encode()) <= limit:
+        return compact
+    for cut in ROW_MESSAGES:
+        compact = json.dumps(_slim(document, cut), sort_keys=True, separators=(",", ":"))
+        if len(compact.encode()) <= limit:
+            break
+    return compact  # the API server refuses what is still too large, as a failed write
+
+
+def _slim(document: Mapping[str, Any], cut: int) -> dict[str, Any]:
+    rows = []
+    for row in items(document.get("releases")):
+        listed = items(row.get("unhealthy"))
+        more = row.get("more_unhealthy")
+        rows.append(
+            {
+                **row,
+                "message": bounded(str(row.get("message", "")), cut),
+                "unhealthy": [],
+                "more_unhealthy": len(listed) + (more if isinstance(more, int) else 0),
+            }
+        )
+    failures = [
+        {**item, "message": bounded(str(item.get("message", "")), cut)}
+        for item in items(document.get("failures"))
+    ]
+    return {**document, "releases": rows, "failures": failures}
 
 
 def status_document(

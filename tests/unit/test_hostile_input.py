@@ -272,3 +272,26 @@ def test_drift_is_masked_in_names_and_paths_whatever_escaping_the_pointer_did() 
     for form in ("pa/ss~word-1234", "pa~1ss~0word-1234", "ss~word", "word-1234"):
         assert form not in text
     assert shown.objects[1].paths == ("/data/***", "/data/plain")
+
+
+def test_the_status_document_of_an_outage_across_a_thousand_releases_fits_a_config_map() -> None:
+    many = tuple(
+        ObjectResult(ObjectRef("apps/v1", "Deployment", "team-a", f"web-{i}"), "Failed", "m" * 300)
+        for i in range(50)
+    )
+    row = ReleaseHealth("Degraded", many).as_json()
+    rows = [
+        {"namespace": "team-a", "release": f"r{i}", "state": "failed", "message": "e" * 4000, **row}
+        for i in range(1000)
+    ]
+    failures = [
+        {"namespace": "team-a", "release": f"r{i}", "message": "e" * 4000} for i in range(1000)
+    ]
+    document = {"installation": "prod", "releases": rows, "failures": failures}
+    text = status.serialise(document)
+    assert len(text.encode()) <= status.STATUS_BYTES
+    back = json.loads(text)
+    assert back["releases"][0]["more_unhealthy"] == 50
+    assert back["releases"][0]["health"] == "Degraded"
+    small = {"installation": "prod", "releases": rows[:3], "failures": []}
+    assert json.loads(status.serialise(small)) == small, "a small document is kept whole"
