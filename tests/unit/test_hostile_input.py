@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -17,9 +18,11 @@ from reconciler.health import ObjectRef, ObjectResult, ReleaseHealth
 from reconciler.helm import Helm
 from reconciler.jsonshape import MAX_DEPTH
 from reconciler.liveobjects import LiveObject
+from reconciler.loop import Loop, LoopSettings
 from reconciler.manifest import ManifestObject
 from reconciler.model import ChartRef, DesiredRelease, Policy
 from reconciler.plan import Action, Plan
+from reconciler.reconcile import Engine
 
 NOT_MAPPINGS: list[Any] = [5, "x", [1], True, None, 1.5]
 NOT_LISTS: list[Any] = [5, "x", {"a": 1}, True, 1.5]
@@ -295,3 +298,18 @@ def test_the_status_document_of_an_outage_across_a_thousand_releases_fits_a_conf
     assert back["releases"][0]["health"] == "Degraded"
     small = {"installation": "prod", "releases": rows[:3], "failures": []}
     assert json.loads(status.serialise(small)) == small, "a small document is kept whole"
+
+
+class _BrokenSource:
+    """A source whose head raises what no module raises on purpose."""
+
+    path = Path(".")
+
+    def head(self) -> str:
+        raise TypeError("'int' object is not iterable: s3cr3t-value")
+
+
+def test_the_daemon_loop_survives_an_unexpected_exception_in_a_pass() -> None:
+    loop = Loop(cast(Engine, object()), cast(Any, _BrokenSource()), LoopSettings())
+    assert loop.once() is False
+    assert loop.once() is False, "and the next pass runs too"
