@@ -260,6 +260,17 @@ class _Runner:
             warning=bounded(self.mask("; ".join(filter(None, warnings)))),
         )  # fmt: skip
 
+    def _checked(self, action: Action, archive: Path | None) -> str:
+        """`check`'s warning; helm's step succeeded, so a check that breaks (a bug, a chart
+        file of a shape no reader expected) is a warning too, never a failed step."""
+
+        try:
+            return self.check(action, archive)
+        except Exception as error:  # a failed step would be retried and remediated for it
+            log.error("check failed", release=f"{action.namespace}/{action.release}",
+                      error=unexpected(error))  # fmt: skip
+            return f"the step's checks could not run: {unexpected(error)}"
+
     def _unexpected(self, action: Action, error: Exception) -> str:
         """One line naming the release and the exception's type; its text (which may quote
         a value from a chart or a live object) goes to the log only, masked and bounded."""
@@ -295,7 +306,7 @@ class _Runner:
             except ReconcilerError as error:
                 known = error.revision if isinstance(error, NotWorking) else None
                 raise NotWorking(str(error), known or number) from error
-            warnings.append(self.check(action, archive))
+            warnings.append(self._checked(action, archive))
         elif action.kind in ("unlock", "rollback") and action.revision:
             self._rollback(action, action.revision)
         else:
