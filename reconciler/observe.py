@@ -196,7 +196,7 @@ def with_proven_copy(kube: Kube, state: ReleaseState) -> ReleaseState:
 
 
 def _content(record: Mapping[str, Any]) -> tuple[Any, ...]:
-    metadata = (record.get("chart") or {}).get("metadata") or {}
+    metadata = mapping(mapping(record.get("chart")).get("metadata"))
     return (
         metadata.get("name"),
         metadata.get("version"),

@@ -313,3 +313,9 @@ def test_the_daemon_loop_survives_an_unexpected_exception_in_a_pass() -> None:
     loop = Loop(cast(Engine, object()), cast(Any, _BrokenSource()), LoopSettings())
     assert loop.once() is False
     assert loop.once() is False, "and the next pass runs too"
+
+
+@pytest.mark.parametrize("bad", NOT_MAPPINGS)
+def test_a_release_record_of_any_shape_compares_as_content(bad: Any) -> None:
+    assert observe._content({"chart": bad}) == (None, None, None, None)
+    assert observe._content({"chart": {"metadata": bad}})[0] is None
