@@ -209,7 +209,7 @@ def pod_selector(obj: JsonObject) -> str | None:
     expressions = selector.get("matchExpressions") or []
     if not isinstance(labels, Mapping) or not isinstance(expressions, list):
         return None
-    parts = [f"{k}={v}" for k, v in sorted(labels.items(), key=str)]
+    parts = [f"{k}={v}" for k, v in sorted(labels.items(), key=lambda kv: (str(kv[0]), str(kv[1])))]
     for expression in expressions:
         if not isinstance(expression, Mapping):
             return None
