@@ -319,3 +319,20 @@ def test_the_daemon_loop_survives_an_unexpected_exception_in_a_pass() -> None:
 def test_a_release_record_of_any_shape_compares_as_content(bad: Any) -> None:
     assert observe._content({"chart": bad}) == (None, None, None, None)
     assert observe._content({"chart": {"metadata": bad}})[0] is None
+
+
+def test_the_cli_reports_an_unexpected_exception_in_one_line_without_its_text(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from reconciler import main as entry
+    from reconciler.commands import status as status_command
+
+    def broken(args: Any) -> int:
+        raise TypeError("'int' object is not iterable: s3cr3t-value")
+
+    monkeypatch.setattr(status_command, "run", broken)
+    assert entry.main(["status", "-i", "prod"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: unexpected TypeError at unit/test_hostile_input.py:")
+    assert "s3cr3t-value" not in err
+    assert len(err.splitlines()) == 1
