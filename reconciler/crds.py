@@ -30,6 +30,7 @@ from typing import Any
 import yaml
 
 from reconciler.errors import KubeError, ReconcilerError
+from reconciler.jsonshape import MAX_DEPTH, mapping, too_deep
 from reconciler.kube import JsonObject, Kube, Resource, as_release_account
 from reconciler.model import DesiredRelease
 from reconciler.observe import ReleaseState, latest_revision, read_record
@@ -272,11 +273,18 @@ def _body(crd: JsonObject) -> JsonObject:
 
 
 def _compare(chart: JsonObject, live: JsonObject) -> str:
-    """What the live CRD serves differently from the chart's: empty when nothing."""
+    """What the live CRD serves differently from the chart's: empty when nothing. Either
+    side may hold any JSON (the chart's files are untrusted): a field of the wrong type
+    differs, and a spec nested too deeply to compare safely says so."""
 
-    want, have = chart.get("spec") or {}, live.get("spec") or {}
+    want, have = mapping(mapping(chart).get("spec")), mapping(mapping(live).get("spec"))
+    if too_deep(want) or too_deep(have):
+        return f"nested more than {MAX_DEPTH} levels, not compared"
     problems = [f"{field} differs" for field in _TOP_FIELDS if want.get(field) != have.get(field)]
-    want_names, have_names = want.get("names") or {}, have.get("names") or {}
+    names = want.get("names")
+    if names is not None and not isinstance(names, Mapping):
+        problems.append("names is not a mapping")
+    want_names, have_names = mapping(names), mapping(have.get("names"))
     problems += [
         f"names.{field} differs"
         for field in _NAME_FIELDS

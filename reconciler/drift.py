@@ -17,12 +17,14 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from reconciler.jsonshape import MAX_DEPTH, mapping, too_deep
 from reconciler.liveobjects import LiveObject
+from reconciler.masking import MASK as MASKED
 from reconciler.model import DriftIgnore as IgnoreRule
 
 # Paths never compared: the object's identity (a namespace the manifest names for a
@@ -49,6 +51,9 @@ _DURATION_UNIT = {
     "ns": Decimal("1e-9"), "us": Decimal("1e-6"), "µs": Decimal("1e-6"), "ms": Decimal("1e-3"),
     "s": Decimal(1), "m": Decimal(60), "h": Decimal(3600),
 }  # fmt: skip
+# A status row, Event or helm description names at most this many characters of drift.
+SUMMARY_LIMIT = 2000
+PATH_LIMIT = 300
 
 
 @dataclass(frozen=True)
@@ -62,7 +67,7 @@ class ObjectDrift:
     def describe(self, limit: int = 4) -> str:
         if self.missing:
             return f"{self.ref} missing"
-        shown = ", ".join(self.paths[:limit])
+        shown = ", ".join(_cut(path, PATH_LIMIT) for path in self.paths[:limit])
         more = f" and {len(self.paths) - limit} more" if len(self.paths) > limit else ""
         return f"{self.ref} {shown}{more}"
 
@@ -86,7 +91,27 @@ class LiveDrift:
 
         shown = "; ".join(o.describe() for o in self.objects[:limit])
         more = len(self.objects) - limit
-        return shown + (f"; and {more} more object(s)" if more > 0 else "")
+        return _cut(shown, SUMMARY_LIMIT) + (f"; and {more} more object(s)" if more > 0 else "")
+
+
+def masked(drift: LiveDrift, mask: Callable[[str], str]) -> LiveDrift:
+    """The same drift with every name and path masked: a map key or an object's name can
+    come from a Secret-sourced value. A path is masked per key as well as whole, so a
+    value JSON-pointer escaping rewrote (`/` as `~1`) is caught as the value itself."""
+
+    def path(pointer: str) -> str:
+        keys = pointer.split("/")
+        hidden = [mask(_unescape(key)) != _unescape(key) for key in keys]
+        return mask("/".join(MASKED if h else key for key, h in zip(keys, hidden, strict=True)))
+
+    return LiveDrift(
+        tuple(
+            ObjectDrift(mask(o.ref), o.missing, tuple(path(p) for p in o.paths))
+            for o in drift.objects
+        ),
+        tuple(mask(text) for text in drift.unreadable),
+        tuple(mask(text) for text in drift.autoscaled),
+    )
 
 
 def release_drift(
@@ -109,6 +134,9 @@ def release_drift(
         if item.live is None:
             objects.append(ObjectDrift(obj.ref, missing=True))
             continue
+        if too_deep(obj.body) or too_deep(item.live):
+            unreadable.append(f"{obj.ref}: nested more than {MAX_DEPTH} levels, not compared")
+            continue
         ignored = [*ALWAYS_IGNORED, *_rule_paths(rules, obj.kind, obj.name)]
         scaled = (obj.namespace, obj.kind, obj.name) in autoscaled
         if scaled:
@@ -126,8 +154,8 @@ def hpa_targets(autoscalers: Iterable[Mapping[str, Any]]) -> set[tuple[str, str,
 
     targets = set()
     for hpa in autoscalers:
-        namespace = (hpa.get("metadata") or {}).get("namespace", "")
-        ref = (hpa.get("spec") or {}).get("scaleTargetRef") or {}
+        namespace = mapping(mapping(hpa).get("metadata")).get("namespace", "")
+        ref = mapping(mapping(hpa).get("spec")).get("scaleTargetRef")
         if isinstance(ref, dict) and ref.get("kind") and ref.get("name"):
             targets.add((str(namespace), str(ref["kind"]), str(ref["name"])))
     return targets
@@ -135,15 +163,21 @@ def hpa_targets(autoscalers: Iterable[Mapping[str, Any]]) -> set[tuple[str, str,
 
 def diff_paths(want: Any, have: Any, ignored: Sequence[str] = ()) -> list[str]:
     """JSON pointers of what `want` (a manifest object) sets and `have` (the live one) does
-    not hold, in manifest order. Paths in `ignored`, and everything under them, are skipped."""
+    not hold, in manifest order. Paths in `ignored`, and everything under them, are skipped.
+    Below `MAX_DEPTH` levels nothing is compared (the path there is reported instead)."""
 
     found: list[str] = []
-    _diff(want, have, "", frozenset(ignored), found)
+    _diff(want, have, "", frozenset(ignored), found, 0)
     return found
 
 
-def _diff(want: Any, have: Any, path: str, ignored: frozenset[str], found: list[str]) -> None:
+def _diff(
+    want: Any, have: Any, path: str, ignored: frozenset[str], found: list[str], depth: int
+) -> None:
     if path in ignored or want is None:
+        return
+    if depth >= MAX_DEPTH and isinstance(want, dict | list):
+        found.append(path)
         return
     if isinstance(want, dict):
         if not isinstance(have, dict):
@@ -156,14 +190,14 @@ def _diff(want: Any, have: Any, path: str, ignored: frozenset[str], found: list[
                 if not _zero(value) and child not in ignored:
                     found.append(child)
                 continue
-            _diff(value, have[key], child, ignored, found)
+            _diff(value, have[key], child, ignored, found, depth + 1)
     elif isinstance(want, list):
         if not isinstance(have, list) or len(want) != len(have):
             if not (have is None and not want):
                 found.append(path)
             return
         for index, (mine, theirs) in enumerate(zip(want, have, strict=True)):
-            _diff(mine, theirs, f"{path}/{index}", ignored, found)
+            _diff(mine, theirs, f"{path}/{index}", ignored, found, depth + 1)
     elif not _same_scalar(want, have, path):
         found.append(path)
 
@@ -235,14 +269,15 @@ def _as_stored(kind: str, body: Mapping[str, Any]) -> Mapping[str, Any]:
     if kind not in ("Secret", "ConfigMap"):
         return body
     stored = dict(body)
-    if kind == "Secret":
+    # A record's manifest is anyone's: a `data` that is no mapping is compared as it is.
+    if kind == "Secret" and isinstance(body.get("data") or {}, Mapping):
         data = {k: _Decoded.of(v) for k, v in (body.get("data") or {}).items()}
-        for key, value in (body.get("stringData") or {}).items():
+        for key, value in mapping(body.get("stringData")).items():
             data[key] = _Decoded(str(value).encode())
         stored.pop("stringData", None)
         if data:
             stored["data"] = data
-    elif body.get("binaryData"):
+    elif kind == "ConfigMap" and isinstance(body.get("binaryData"), Mapping):
         stored["binaryData"] = {k: _Decoded.of(v) for k, v in body["binaryData"].items()}
     return stored
 
@@ -291,3 +326,11 @@ def _has(body: Mapping[str, Any], pointer: str) -> bool:
 
 def _escape(key: str) -> str:
     return key.replace("~", "~0").replace("/", "~1")
+
+
+def _unescape(key: str) -> str:
+    return key.replace("~1", "/").replace("~0", "~")
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import traceback
 from dataclasses import dataclass
+from pathlib import Path
 
 
 class ReconcilerError(Exception):
@@ -85,3 +87,15 @@ class Problem:
 
     def as_dict(self) -> dict[str, object]:
         return {"path": self.path, "line": self.line, "message": self.message}
+
+
+def unexpected(error: BaseException) -> str:
+    """`unexpected TypeError at reconciler/health.py:454`: what a one-line report says of an
+    exception no module raises on purpose. Its text is left out: it may quote a value."""
+
+    frames = traceback.extract_tb(error.__traceback__)
+    where = ""
+    if frames:
+        last = frames[-1]
+        where = f" at {Path(last.filename).parent.name}/{Path(last.filename).name}:{last.lineno}"
+    return f"unexpected {type(error).__name__}{where}"

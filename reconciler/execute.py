@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from reconciler import log
 from reconciler.charts import SharedCharts
-from reconciler.errors import NotWorking, ReconcilerError
+from reconciler.errors import NotWorking, ReconcilerError, unexpected
 from reconciler.excerpt import bounded
 from reconciler.helm import Helm
 from reconciler.model import Policy
@@ -244,6 +245,12 @@ class _Runner:
                 bounded(message + remedy), time.monotonic() - started, digest, bounded(message),
                 unverified_revision=unverified,
             )  # fmt: skip
+        except Exception as error:  # a bug or hostile input fails this release, not the pass
+            message = self._unexpected(last, error)
+            return Outcome(
+                last.release, last.namespace, last.kind, "failed",
+                message, time.monotonic() - started, digest, message,
+            )  # fmt: skip
         # Notes and warnings quote chart files and the API server: masked like errors.
         extra = self.mask("; ".join(filter(None, [*notes, *warnings])))
         message = f"{done_message(last)}; {extra}" if extra else done_message(last)
@@ -252,6 +259,29 @@ class _Runner:
             bounded(message), time.monotonic() - started, digest,
             warning=bounded(self.mask("; ".join(filter(None, warnings)))),
         )  # fmt: skip
+
+    def _checked(self, action: Action, archive: Path | None) -> str:
+        """`check`'s warning; helm's step succeeded, so a check that breaks (a bug, a chart
+        file of a shape no reader expected) is a warning too, never a failed step."""
+
+        try:
+            return self.check(action, archive)
+        except Exception as error:  # a failed step would be retried and remediated for it
+            log.error("check failed", release=f"{action.namespace}/{action.release}",
+                      error=unexpected(error))  # fmt: skip
+            return f"the step's checks could not run: {unexpected(error)}"
+
+    def _unexpected(self, action: Action, error: Exception) -> str:
+        """One line naming the release and the exception's type; its text (which may quote
+        a value from a chart or a live object) goes to the log only, masked and bounded."""
+
+        where = f"{action.namespace}/{action.release}"
+        detail = bounded(" ".join(self.mask(str(error)).split()), 500)
+        log.error("unexpected error", release=where, kind=type(error).__name__, error=detail)
+        return (
+            f"{where}: {unexpected(error)} in the reconciler during the {action.kind}; "
+            "counted as a failed attempt, not remediated (details in the log)"
+        )
 
     def _step(self, action: Action, notes: list[str], warnings: list[str]) -> None:
         if action.kind == "install":
@@ -276,7 +306,7 @@ class _Runner:
             except ReconcilerError as error:
                 known = error.revision if isinstance(error, NotWorking) else None
                 raise NotWorking(str(error), known or number) from error
-            warnings.append(self.check(action, archive))
+            warnings.append(self._checked(action, archive))
         elif action.kind in ("unlock", "rollback") and action.revision:
             self._rollback(action, action.revision)
         else:

@@ -21,6 +21,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from reconciler.jsonshape import items, mapping
+
 ObjectStatus = Literal["Current", "InProgress", "Failed", "NotFound"]
 Health = Literal["Healthy", "Progressing", "Degraded", "Missing objects"]
 HEALTHS: tuple[Health, ...] = ("Healthy", "Progressing", "Degraded", "Missing objects")
@@ -41,6 +43,10 @@ STUCK_REASONS = frozenset(
 # How long a Pod may wait for a node before it counts as unschedulable (kstatus's window).
 SCHEDULE_WINDOW = timedelta(seconds=15)
 MESSAGE_LIMIT = 200
+# Objects a release's status row lists (the rest are counted): an outage must not make the
+# status ConfigMap outgrow its 1 MiB.
+SHOWN_OBJECTS = 5
+NAME_LIMIT = 253  # a Kubernetes name's own limit; a tenant's record may hold any length
 
 Verdict = tuple[ObjectStatus, str]
 JsonObject = Mapping[str, Any]
@@ -96,18 +102,22 @@ class ReleaseHealth:
         return f"{self.health}: {shown}" + (f" and {more} more" if more > 0 else "")
 
     def as_json(self) -> dict[str, Any]:
+        """The status row's form: at most `SHOWN_OBJECTS` objects (worst first), bounded
+        texts, and `more_unhealthy` counting the rest."""
+
         return {
             "health": self.health,
             "unhealthy": [
                 {
-                    "kind": r.ref.kind,
-                    "namespace": r.ref.namespace,
-                    "name": r.ref.name,
+                    "kind": _bounded(r.ref.kind, NAME_LIMIT),
+                    "namespace": _bounded(r.ref.namespace, NAME_LIMIT),
+                    "name": _bounded(r.ref.name, NAME_LIMIT),
                     "status": r.status,
-                    "message": r.message,
+                    "message": _bounded(r.message),
                 }
-                for r in self.unhealthy
+                for r in self.unhealthy[:SHOWN_OBJECTS]
             ],
+            "more_unhealthy": max(len(self.unhealthy) - SHOWN_OBJECTS, 0),
         }
 
 
@@ -121,19 +131,22 @@ def masked(health: ReleaseHealth, mask: Callable[[str], str]) -> ReleaseHealth:
 
 
 def health_of(document: Mapping[str, Any]) -> ReleaseHealth | None:
-    """A verdict from its `as_json` form (the status ConfigMap), None when it is not one."""
+    """A verdict from its `as_json` form (the status ConfigMap, which anyone with write
+    access to it may have edited), None when it is not one."""
 
-    name = document.get("health")
+    name = mapping(document).get("health")
     if name not in HEALTHS:
         return None
     unhealthy = []
-    for item in document.get("unhealthy") or []:
+    for item in items(document.get("unhealthy"))[:SHOWN_OBJECTS]:
         if not isinstance(item, dict) or item.get("status") not in _RANK:
             continue
-        ref = ObjectRef(
-            "", str(item.get("kind", "")), str(item.get("namespace", "")), str(item.get("name", ""))
+        kind, namespace, obj = (
+            _bounded(str(item.get(field, "")), NAME_LIMIT)
+            for field in ("kind", "namespace", "name")
         )
-        unhealthy.append(ObjectResult(ref, item["status"], str(item.get("message", ""))))
+        ref = ObjectRef("", kind, namespace, obj)
+        unhealthy.append(ObjectResult(ref, item["status"], _bounded(str(item.get("message", "")))))
     return ReleaseHealth(name, tuple(unhealthy))
 
 
@@ -192,10 +205,16 @@ def pod_selector(obj: JsonObject) -> str | None:
     selector = _get(obj, "spec", "selector")
     if not isinstance(selector, dict):
         return None
-    parts = [f"{k}={v}" for k, v in sorted((selector.get("matchLabels") or {}).items())]
-    for expression in selector.get("matchExpressions") or []:
+    labels = selector.get("matchLabels") or {}
+    expressions = selector.get("matchExpressions") or []
+    if not isinstance(labels, Mapping) or not isinstance(expressions, list):
+        return None
+    parts = [f"{k}={v}" for k, v in sorted(labels.items(), key=lambda kv: (str(kv[0]), str(kv[1])))]
+    for expression in expressions:
+        if not isinstance(expression, Mapping):
+            return None
         key, operator = expression.get("key"), expression.get("operator")
-        values = ",".join(str(v) for v in expression.get("values") or [])
+        values = ",".join(str(v) for v in items(expression.get("values")))
         if operator == "In":
             parts.append(f"{key} in ({values})")
         elif operator == "NotIn":
@@ -253,9 +272,9 @@ def _generic(obj: JsonObject) -> Verdict | None:
 
 
 def _specific(obj: JsonObject, now: datetime | None) -> Verdict | None:
-    api_version = str(obj.get("apiVersion") or "")
+    api_version = str(mapping(obj).get("apiVersion") or "")
     group = api_version.rpartition("/")[0]
-    kind = str(obj.get("kind") or "")
+    kind = str(mapping(obj).get("kind") or "")
     rule = _RULES.get(f"{group}/{kind}" if group else kind)
     if rule is None:
         return None
@@ -442,8 +461,8 @@ def _ready_condition(obj: JsonObject) -> Verdict | None:
 def _stuck_containers(pod: JsonObject) -> list[str]:
     stuck = []
     for field in ("initContainerStatuses", "containerStatuses"):
-        for status in _get(pod, "status", field) or []:
-            waiting = (status.get("state") or {}).get("waiting") or {}
+        for status in items(_get(pod, "status", field)):
+            waiting = mapping(_get(status, "state", "waiting"))
             if waiting.get("reason") in STUCK_REASONS:
                 restarts = status.get("restartCount", 0)
                 stuck.append(f"{status.get('name', '?')} {waiting['reason']} ({restarts} restarts)")
@@ -451,7 +470,7 @@ def _stuck_containers(pod: JsonObject) -> list[str]:
 
 
 def _condition(obj: JsonObject, kind: str) -> Mapping[str, Any]:
-    for condition in _get(obj, "status", "conditions") or []:
+    for condition in items(_get(obj, "status", "conditions")):
         if isinstance(condition, dict) and condition.get("type") == kind:
             return condition
     return {}
@@ -479,8 +498,8 @@ def _timestamp(text: Any) -> datetime | None:
         return None
 
 
-def _bounded(message: str) -> str:
+def _bounded(message: str, limit: int = MESSAGE_LIMIT) -> str:
     """Controllers' and operators' text: one line, bounded (a condition may hold a page)."""
 
     line = " ".join(str(message).split())
-    return line if len(line) <= MESSAGE_LIMIT else line[: MESSAGE_LIMIT - 3] + "..."
+    return line if len(line) <= limit else line[: limit - 3] + "..."

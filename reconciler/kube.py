@@ -177,7 +177,11 @@ class Kube:
             ) from error
         if response.status >= 400:
             raise _explain(verb, method, path, ApiException(http_resp=response), self._acting_as)
-        parsed: JsonObject = json.loads(response.data or b"{}")
+        try:
+            parsed: JsonObject = json.loads(response.data or b"{}")
+        except RecursionError:
+            # An object nested past Python's stack (a custom resource may hold any JSON).
+            raise KubeError(f"{method} {path}: the response is nested too deeply to read") from None
         return parsed
 
     def get(self, path: str) -> JsonObject | None:

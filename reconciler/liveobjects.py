@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from reconciler.errors import KubeError
+from reconciler.jsonshape import items, mapping
 from reconciler.kube import SECRETS, JsonObject, Kube, Resource, as_release_account
 from reconciler.manifest import ManifestObject
 
@@ -75,7 +76,10 @@ class Discovery:
         if found is None:
             return None
         kinds: dict[str, ApiResource] = {}
-        for entry in found.get("resources") or []:
+        # An aggregated API's discovery is served by whoever runs it: any shape.
+        for entry in items(found.get("resources")):
+            if not isinstance(entry, Mapping):
+                continue
             name = str(entry.get("name", ""))
             if not name or "/" in name:  # subresources such as deployments/scale
                 continue
@@ -161,7 +165,7 @@ def _listed(
         return {
             name: item
             for item in kube.list_items(path, selector)
-            if (name := str((item.get("metadata") or {}).get("name", ""))) in names
+            if (name := str(mapping(mapping(item).get("metadata")).get("name", ""))) in names
         }
     except KubeError:
         return None

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from reconciler import log
 from reconciler.deployments import DeploymentReporter
-from reconciler.errors import ReconcilerError, ValidationError
+from reconciler.errors import ReconcilerError, ValidationError, unexpected
 from reconciler.execute import Outcome
 from reconciler.model import Environments
 from reconciler.reconcile import Engine, PassResult, load_revision
@@ -129,6 +129,10 @@ class Loop:
         except ReconcilerError as error:
             self.observer.failed(type(error).__name__)
             log.error("pass failed", error=str(error), kind=type(error).__name__)
+            return False
+        except Exception as error:  # the daemon outlives a bug or hostile input
+            self.observer.failed(type(error).__name__)
+            log.error("pass failed", error=unexpected(error), kind=type(error).__name__)
             return False
         if full:
             self._next_resync = time.monotonic() + self.settings.resync_interval

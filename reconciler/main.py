@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from reconciler import __version__
-from reconciler.errors import ReconcilerError, ValidationError
+from reconciler.errors import ReconcilerError, ValidationError, unexpected
 from reconciler.terminal import for_terminal
 
 # Each command lives in reconciler/commands/<name>.py with `register(subparsers)`
@@ -68,6 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return error.exit_code
     except KeyboardInterrupt:
         return 130
+    except Exception as error:  # one line: a traceback could quote a value
+        print(f"error: {unexpected(error)} (a bug in the reconciler)", file=sys.stderr)
+        return 1
     return code
 
 

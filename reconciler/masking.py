@@ -43,21 +43,23 @@ def scalars(tree: object) -> Iterator[str]:
     mask ordinary words.
     """
 
-    if isinstance(tree, Mapping):
-        for value in tree.values():
-            yield from scalars(value)
-    elif isinstance(tree, list | tuple):
-        for item in tree:
-            yield from scalars(item)
-    elif isinstance(tree, bool) or tree is None:
-        return
-    elif isinstance(tree, int | float) and math.isfinite(tree):
-        # Helm holds every number as a float64 and prints it as Go does:
-        # `{{ .Values.pin }}` shows 12345678 as 1.2345678e+07, 1000.0 as 1000.
-        yield str(tree)
-        yield helmyaml.float64_g(float(tree))
-    else:
-        yield str(tree)
+    # A stack, not recursion: a values tree nested a thousand levels deep is still masked.
+    stack: list[object] = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Mapping):
+            stack.extend(reversed(list(node.values())))
+        elif isinstance(node, list | tuple):
+            stack.extend(reversed(node))
+        elif isinstance(node, bool) or node is None:
+            continue
+        elif isinstance(node, int | float) and math.isfinite(node):
+            # Helm holds every number as a float64 and prints it as Go does:
+            # `{{ .Values.pin }}` shows 12345678 as 1.2345678e+07, 1000.0 as 1000.
+            yield str(node)
+            yield helmyaml.float64_g(float(node))
+        else:
+            yield str(node)
 
 
 def go_quote(text: str) -> str:

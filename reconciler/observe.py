@@ -13,6 +13,7 @@ import base64
 import binascii
 import gzip
 import json
+import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -20,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from reconciler.errors import KubeError
+from reconciler.jsonshape import mapping, too_deep
 from reconciler.kube import SECRETS, JsonObject, Kube
 from reconciler.model import LABEL_DIGEST, LABEL_INSTALLATION, LABEL_MANAGED_BY, MANAGED_BY, Values
 from reconciler.repo import helmyaml
@@ -28,6 +30,8 @@ from reconciler.trust import LABEL_REVISION, LABEL_ROLLBACK_OF, Signer
 # Superseded revisions never change a decision; leaving them out of the LIST
 # cuts the transfer by the length of the history.
 SELECTOR = "owner=helm,status!=superseded"
+# A record's values (written by a tenant in lockdown) are walked recursively later on.
+RECORD_DEPTH = 200
 PENDING = frozenset({"pending-install", "pending-upgrade", "pending-rollback", "uninstalling"})
 
 
@@ -163,7 +167,7 @@ def read_record(kube: Kube, namespace: str, secret_name: str) -> dict[str, Any] 
     secret = kube.get(SECRETS.path(namespace, secret_name))
     if secret is None:
         return None
-    encoded = (secret.get("data") or {}).get("release", "")
+    encoded = mapping(secret.get("data")).get("release")
     try:
         return decode_release(encoded)
     except ValueError as error:
@@ -192,7 +196,7 @@ def with_proven_copy(kube: Kube, state: ReleaseState) -> ReleaseState:
 
 
 def _content(record: Mapping[str, Any]) -> tuple[Any, ...]:
-    metadata = (record.get("chart") or {}).get("metadata") or {}
+    metadata = mapping(mapping(record.get("chart")).get("metadata"))
     return (
         metadata.get("name"),
         metadata.get("version"),
@@ -201,24 +205,35 @@ def _content(record: Mapping[str, Any]) -> tuple[Any, ...]:
     )
 
 
-def decode_release(encoded: str) -> dict[str, Any]:
-    """Secret data (base64 by the API) of base64(gzip(JSON)), as Helm writes it."""
+def decode_release(encoded: Any) -> dict[str, Any]:
+    """Secret data (base64 by the API) of base64(gzip(JSON)), as Helm writes it. Raises
+    ValueError for anything else (the Secret is writable by others)."""
 
+    if not isinstance(encoded, str):
+        raise ValueError("no release data")
     try:
         raw = base64.b64decode(base64.b64decode(encoded, validate=True), validate=True)
     except (binascii.Error, ValueError) as error:
         raise ValueError(f"bad base64: {error}") from error
     if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
-    record = json.loads(raw)
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as error:
+            raise ValueError(f"bad gzip: {type(error).__name__}") from None
+    try:
+        record = json.loads(raw)
+    except RecursionError:
+        raise ValueError("the release record is nested too deeply to read") from None
     if not isinstance(record, dict):
         raise ValueError("the release record is not a JSON object")
+    if too_deep(record, RECORD_DEPTH):
+        raise ValueError(f"the release record is nested more than {RECORD_DEPTH} levels deep")
     return record
 
 
 def detail_of(record: Mapping[str, Any]) -> ReleaseDetail:
-    metadata = (record.get("chart") or {}).get("metadata") or {}
-    info = record.get("info") or {}
+    metadata = mapping(mapping(record.get("chart")).get("metadata"))
+    info = mapping(record.get("info"))
     values = record.get("config") or {}
     return ReleaseDetail(
         chart_name=str(metadata.get("name", "")),

@@ -17,6 +17,7 @@ from reconciler import log
 from reconciler.crds import crd_steps
 from reconciler.desired import ClusterValues, cluster_values_from_data, desired_state
 from reconciler.drift import LiveDrift
+from reconciler.drift import masked as masked_drift
 from reconciler.driftcheck import check_drift
 from reconciler.driftrepair import repair_step, repairs_of
 from reconciler.errors import ReconcilerError
@@ -226,6 +227,9 @@ def plan_pass(
     observation: Observation, memory: Memory, options: Options, now: datetime | None = None
 ) -> Plan:
     memory.sync(observation.desired, observation.observed)
+    # Drift names objects and map keys, which values (Secret-sourced ones too) may have
+    # made: masked before the plan's reasons, Events, status and helm's description quote it.
+    drift = {key: masked_drift(found, observation.mask) for key, found in observation.drift.items()}
     return plan(
         observation.desired,
         observation.observed,
@@ -233,7 +237,7 @@ def plan_pass(
         memory.failures,
         options,
         observation.unreadable,
-        observation.drift,
+        drift,
     )
 
 

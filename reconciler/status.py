@@ -14,14 +14,20 @@ from datetime import UTC, datetime
 from typing import Any
 
 from reconciler.errors import KubeError
+from reconciler.excerpt import bounded
 from reconciler.execute import Outcome
 from reconciler.health import ReleaseHealth, health_of
+from reconciler.jsonshape import items, mapping
 from reconciler.kube import CONFIGMAPS, Kube, ensure_namespace
 from reconciler.model import DesiredState
 from reconciler.observe import ReleaseState
 from reconciler.plan import Drifted, Failure, Key, Plan
 
 STATUS_KEY = "status.json"
+# A ConfigMap holds at most 1 MiB; the rest of the object needs some room.
+STATUS_BYTES = 1_000_000
+# What a row's message is cut to, in turn, when the whole document must shrink to fit.
+ROW_MESSAGES = (500, 200, 80)
 
 
 def status_name(installation: str) -> str:
@@ -38,9 +44,11 @@ class StatusStore:
         found = self.kube.get(CONFIGMAPS.path(self.namespace, status_name(self.installation)))
         if not found:
             return {}
+        # Anyone who may write the ConfigMap may have written anything into it.
+        text = mapping(found.get("data")).get(STATUS_KEY, "{}")
         try:
-            document = json.loads((found.get("data") or {}).get(STATUS_KEY, "{}"))
-        except ValueError:
+            document = json.loads(text) if isinstance(text, str) else {}
+        except (ValueError, RecursionError):
             return {}
         return document if isinstance(document, dict) else {}
 
@@ -57,7 +65,7 @@ class StatusStore:
                 "namespace": self.namespace,
                 "labels": {"app.kubernetes.io/managed-by": "reconciler"},
             },
-            "data": {STATUS_KEY: json.dumps(document, indent=1, sort_keys=True)},
+            "data": {STATUS_KEY: serialise(document)},
         }
         path = CONFIGMAPS.path(self.namespace, name)
         try:
@@ -75,6 +83,45 @@ class StatusStore:
                 raise
             ensure_namespace(self.kube, self.namespace)
             self.kube.request("POST", CONFIGMAPS.path(self.namespace), body=body)
+
+
+def serialise(document: Mapping[str, Any], limit: int = STATUS_BYTES) -> str:
+    """The document as JSON of at most `limit` bytes where it can be: indented when that
+    fits, else compact, else with each row's unhealthy objects counted rather than listed
+    and its message and the failures' messages cut to the first of `ROW_MESSAGES` that fits
+    (an outage across a thousand releases must not make every status write fail)."""
+
+    text = json.dumps(document, indent=1, sort_keys=True)
+    if len(text.encode()) <= limit:
+        return text
+    compact = json.dumps(document, sort_keys=True, separators=(",", ":"))
+    if len(compact.encode()) <= limit:
+        return compact
+    for cut in ROW_MESSAGES:
+        compact = json.dumps(_slim(document, cut), sort_keys=True, separators=(",", ":"))
+        if len(compact.encode()) <= limit:
+            break
+    return compact  # the API server refuses what is still too large, as a failed write
+
+
+def _slim(document: Mapping[str, Any], cut: int) -> dict[str, Any]:
+    rows = []
+    for row in items(document.get("releases")):
+        listed = items(row.get("unhealthy"))
+        more = row.get("more_unhealthy")
+        rows.append(
+            {
+                **row,
+                "message": bounded(str(row.get("message", "")), cut),
+                "unhealthy": [],
+                "more_unhealthy": len(listed) + (more if isinstance(more, int) else 0),
+            }
+        )
+    failures = [
+        {**item, "message": bounded(str(item.get("message", "")), cut)}
+        for item in items(document.get("failures"))
+    ]
+    return {**document, "releases": rows, "failures": failures}
 
 
 def status_document(
@@ -185,7 +232,7 @@ def health_from(document: Mapping[str, Any]) -> dict[Key, ReleaseHealth]:
     """Each release's health as the last pass recorded it."""
 
     found: dict[Key, ReleaseHealth] = {}
-    for row in document.get("releases") or []:
+    for row in items(mapping(document).get("releases")):
         if not isinstance(row, dict):
             continue
         verdict = health_of(row)
@@ -200,16 +247,16 @@ def _revision(value: Any) -> int | None:
 
 def failures_from(document: Mapping[str, Any]) -> dict[Key, Failure]:
     found: dict[Key, Failure] = {}
-    for item in document.get("failures") or []:
+    for item in items(mapping(document).get("failures")):
         try:
             key = (str(item["namespace"]), str(item["release"]))
             found[key] = Failure(
                 str(item["digest"]),
                 int(item["attempts"]),
                 datetime.fromisoformat(item["last"]),
-                str(item.get("message") or ""),
+                bounded(str(item.get("message") or "")),
                 _revision(item.get("revision")),
             )
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):
             continue
     return found

@@ -8,6 +8,7 @@ from typing import Any
 
 from reconciler.commands import common
 from reconciler.errors import ReconcilerError, UsageError
+from reconciler.jsonshape import items
 from reconciler.status import StatusStore, status_name
 from reconciler.terminal import for_terminal
 
@@ -60,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
         raise ReconcilerError(
             f"no status recorded yet: ConfigMap {args.namespace}/{name} not found or empty"
         )
-    rows: list[dict[str, Any]] = document.get("releases") or []
+    # The ConfigMap is writable by others: rows that are no mapping are left out.
+    rows = [row for row in items(document.get("releases")) if isinstance(row, dict)]
     if args.output == "json":
         common.dump_json(document)
     else:
