@@ -439,3 +439,49 @@ def test_kube_impersonating_reads_with_the_accounts_rights_and_both_its_groups(
     finally:
         world.helm("uninstall", "rc", check=False)
         testbed.delete_namespace(team)
+
+
+def test_lockdown_corrects_a_scaled_deployment_and_leaves_an_autoscaled_one(
+    world: World, tmp_path: Path, publish_chart: Any
+) -> None:
+    """The reconciler has no autoscaling rights in lockdown: it lists a tenant's
+    HorizontalPodAutoscalers as the tenant, so a manual scale is still found."""
+
+    publish_chart("drifty", "0.1.0")
+    testbed = world.testbed
+    team = testbed.create_namespace(apps_namespace(world, "team"))
+    try:
+        rules = [
+            *TENANT_RULES,
+            {"apiGroups": [""], "resources": ["services", "pods"],
+             "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
+            {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"],
+             "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
+        ]  # fmt: skip
+        tenant(testbed, team, "deployer", rules)
+        mount = install_locked_down(world, tmp_path, [{"namespace": team, "name": "deployer"}])
+        assert not account_can(testbed, world.namespace, "rc-reconciler", verb="list",
+                               resource="horizontalpodautoscalers", group="autoscaling",
+                               namespace=team)  # fmt: skip
+        repo = world.repo
+        repo.project("web", team, chart="drifty", service_account="deployer")
+        repo.project("scaled", team, chart="drifty", service_account="deployer",
+                     values={"autoscale": True})  # fmt: skip
+        repo.release(world.installation, "web")
+        repo.release(world.installation, "scaled")
+        repo.installation(world.installation, policy={"retries": 0, "timeoutSeconds": 60})
+        repo.commit("web and scaled as the team's deployer")
+        code, result, stderr = apply_in_pod(world, mount)
+        assert code == 0, (stderr, result)
+
+        path = f"/apis/apps/v1/namespaces/{team}/deployments"
+        for name in ("web", "scaled"):
+            testbed.kubectl("scale", "deployment", name, "-n", team, "--replicas=3")
+        code, result, stderr = apply_in_pod(world, mount, "--full")
+        assert code == 0, (stderr, result)
+        assert [d["release"] for d in result["drifted"]] == ["web"], result["drifted"]
+        assert testbed.admin.call("GET", f"{path}/web")["spec"]["replicas"] == 1
+        assert testbed.admin.call("GET", f"{path}/scaled")["spec"]["replicas"] == 3
+    finally:
+        world.helm("uninstall", "rc", check=False)
+        testbed.delete_namespace(team)
