@@ -489,8 +489,10 @@ class Engine:
                 on_outcome,
                 proceed,
                 self.kube,
-                # In lockdown a release's namespace holds its ServiceAccount: it exists.
-                create_namespaces=not self.options.namespaces and not self.options.lockdown,
+                # In lockdown (the flag or the repo's policy) a release's namespace holds its
+                # ServiceAccount: it exists.
+                create_namespaces=not self.options.namespaces
+                and not (self.options.lockdown or observation.desired.policy.lockdown),
                 on_health=verified.__setitem__,
             )
             # The status should say what helm holds now, not what it held before.

@@ -485,3 +485,25 @@ def test_lockdown_corrects_a_scaled_deployment_and_leaves_an_autoscaled_one(
     finally:
         world.helm("uninstall", "rc", check=False)
         testbed.delete_namespace(team)
+
+
+def test_the_repos_lockdown_policy_creates_no_namespace_either(world: World) -> None:
+    """`policy.lockdown: true` in git means what --lockdown means: a release's namespace
+    holds its ServiceAccount, so a missing one is an error, never created by the reconciler."""
+
+    testbed = world.testbed
+    team = apps_namespace(world, "absent")
+    try:
+        repo = world.repo
+        repo.project("app", team, service_account="deployer")
+        repo.release(world.installation, "app")
+        repo.installation(world.installation, policy={"lockdown": True, "retries": 0,
+                                                      "timeoutSeconds": 10})  # fmt: skip
+        repo.commit("app in a namespace nobody made")
+        code, result, _ = world.apply()
+        assert code == 1, result
+        assert outcomes(result)["app"][0] == "failed"
+        status, _ = testbed.admin.request("GET", f"/api/v1/namespaces/{team}")
+        assert status == 404
+    finally:
+        testbed.delete_namespace(team)
