@@ -200,14 +200,20 @@ def crd_steps(
             found = differences(acting, definitions(files))
         except ReconcilerError as error:
             return f"the chart's CRDs could not be compared with the cluster's: {error}"
-        if not found:
-            return ""
-        return (
-            f"CRDs in the chart's crds/ differ from the cluster's, left as they are "
-            f"(crds: create; createReplace applies them): {_listing(found)}"
-        )
+        return report(found)
 
     return prepare, check
+
+
+def report(found: list[str]) -> str:
+    """What a `create` release's message says of the CRDs `found` differing ("" for none)."""
+
+    if not found:
+        return ""
+    return (
+        f"CRDs in the chart's crds/ differ from the cluster's, left as they are "
+        f"(crds: create; createReplace applies them): {_listing(found)}"
+    )
 
 
 def deployed_differences(

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from functools import cached_property
 
 from reconciler import log
-from reconciler.crds import crd_steps
+from reconciler.crds import crd_steps, deployed_differences, report
 from reconciler.desired import ClusterValues, cluster_values_from_data, desired_state
 from reconciler.drift import LiveDrift
 from reconciler.driftcheck import check_drift
@@ -431,6 +431,9 @@ class Engine:
         self._signer: Signer | None = None
         # The live drift the last full resync found, shown in status until the next one.
         self._drifted: dict[Key, Drifted] = {}
+        # What each `crds: create` release's CRDs lack of its chart's (reconciler.crds), from
+        # its last install or upgrade or the last full resync; shown in status until gone.
+        self._crds: dict[Key, str] = {}
         self.key_namespace = status.namespace
 
     def signer(self, create: bool) -> Signer:
@@ -506,8 +509,33 @@ class Engine:
         result = PassResult(the_plan, tuple(outcomes), dict(self.health))
         if full:
             self._drifted = {d.key: d for d in the_plan.drifted}
+        self._update_crds(observation, outcomes, full)
         self.record(result, observation)
         return result
+
+    def _update_crds(self, observation: Observation, outcomes: list[Outcome], full: bool) -> None:
+        """The CRD findings of the releases helm just installed or upgraded (their check's
+        warning); on a full resync, of every other deployed `create` release (one GET per CRD
+        of its chart, from the record decoded this pass)."""
+
+        creating = {
+            (r.namespace, r.name) for r in observation.desired.releases if r.crds == "create"
+        }
+        self._crds = {k: v for k, v in self._crds.items() if k in creating}
+        checked = set()
+        for outcome in outcomes:
+            if outcome.kind in ("install", "upgrade") and outcome.result == "succeeded":
+                checked.add(outcome.key)
+                self._crds.pop(outcome.key, None)
+                if outcome.warning:
+                    self._crds[outcome.key] = outcome.warning
+        if not full:
+            return
+        others = [r for r in observation.desired.releases if (r.namespace, r.name) not in checked]
+        for key in creating - checked:
+            self._crds.pop(key, None)
+        for release, found in deployed_differences(self.kube, others, observation.observed):
+            self._crds[(release.namespace, release.name)] = observation.mask(report(found))
 
     def _update_health(
         self,
@@ -572,6 +600,7 @@ class Engine:
             datetime.now(UTC),
             self._drifted,
             result.health,
+            self._crds,
         )
         fingerprint = json.dumps({k: v for k, v in document.items() if k != "time"}, sort_keys=True)
         if fingerprint != self._last_status:
