@@ -1,11 +1,11 @@
-"""Reads live drift for a full resync: the adapter between the cluster and `reconciler.drift`.
+"""Live drift for a full resync: judges the pass's live state (reconciler.livestate, read
+once for drift and health) with `reconciler.drift`.
 
 Only releases that are otherwise in sync are checked (deployed, the reconciler's, at the
 desired digest, their record decoded): any other release is re-applied anyway. Costs per
-pass: one GET per object of those releases, or one LIST per resource and namespace that
-holds many of them (reconciler.liveobjects), one discovery GET per group version, and one
-LIST of HorizontalPodAutoscalers (one per namespace in namespaced mode, and per namespace
-whose releases run as a ServiceAccount, listed as that account).
+pass beyond the live state: one LIST of HorizontalPodAutoscalers (one per namespace in
+namespaced mode, and per namespace whose releases run as a ServiceAccount, listed as that
+account).
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from reconciler import log
 from reconciler.drift import LiveDrift, hpa_targets, release_drift
 from reconciler.errors import KubeError
 from reconciler.kube import JsonObject, Kube, Resource, as_release_account
-from reconciler.liveobjects import Discovery, read_live_as
-from reconciler.manifest import ManifestError, ManifestObject, parse
+from reconciler.liveobjects import LiveObject
+from reconciler.livestate import LiveState
+from reconciler.manifest import ManifestObject
 from reconciler.model import DesiredRelease, DesiredState
 from reconciler.observe import ReleaseState
 
@@ -26,44 +27,40 @@ HPAS = Resource("autoscaling/v2", "horizontalpodautoscalers")
 # Kinds whose /spec/replicas an autoscaler may own (any kind with a scale subresource can
 # be a target; these are the ones charts ship).
 SCALABLE = frozenset({"Deployment", "StatefulSet", "ReplicaSet", "ReplicationController"})
-# GETs in flight at once: the API server answers them concurrently; one at a time is
-# mostly waiting.
-WORKERS = 8
 
 
 def check_drift(
     kube: Kube,
     desired: DesiredState,
     observed: Mapping[Key, ReleaseState],
+    live: LiveState,
     namespaces: Collection[str] = (),
 ) -> dict[Key, LiveDrift]:
-    """The live drift of each in-sync release, keyed (namespace, release); releases without
-    drift are included (empty `LiveDrift`). Empty when the installation's policy is
-    `drift: off`. Never raises for one release: what cannot be read is in `unreadable`."""
+    """The live drift of each in-sync release, keyed (namespace, release), judged from the
+    pass's live state (reconciler.livestate); releases without drift are included (empty
+    `LiveDrift`). Empty when the installation's policy is `drift: off`. Never raises for one
+    release: what cannot be read is in `unreadable`."""
 
     if desired.policy.drift == "off":
         return {}
-    manifests: dict[Key, tuple[DesiredRelease, tuple[ManifestObject, ...]]] = {}
-    problems: dict[Key, str] = {}
+    checked: dict[Key, tuple[DesiredRelease, tuple[LiveObject, ...]]] = {}
+    results: dict[Key, LiveDrift] = {}
     for release in desired.releases:
         key = (release.namespace, release.name)
         state = observed.get(key)
         if state is None or not _checkable(release, state):
             continue
-        try:
-            assert state.detail is not None
-            manifests[key] = (release, parse(state.detail.manifest, release.namespace))
-        except ManifestError as error:
-            problems[key] = str(error)
-    batches = [(r.namespace, r.service_account, found) for r, found in manifests.values()]
+        if key in live.problems or key not in live.found:
+            results[key] = LiveDrift(unreadable=(live.problems.get(key, "not read"),))
+        else:
+            checked[key] = (release, live.found[key])
+    batches = [
+        (r.namespace, r.service_account, tuple(f.obj for f in found))
+        for r, found in checked.values()
+    ]
     autoscaled = _autoscaled(kube, batches, namespaces)
-    live = read_live_as(kube, batches, Discovery(kube), workers=WORKERS)
-    results = {
-        key: release_drift(found_live, release.drift_ignore, autoscaled)
-        for (key, (release, _)), found_live in zip(manifests.items(), live, strict=True)
-    }
-    for key, problem in problems.items():
-        results[key] = LiveDrift(unreadable=(problem,))
+    for key, (release, found) in checked.items():
+        results[key] = release_drift(list(found), release.drift_ignore, autoscaled)
     for (namespace, name), drift in results.items():
         if drift.unreadable:
             # Not drift (nothing is re-applied for it), but not checked either: say so.
