@@ -43,7 +43,13 @@ from reconciler.observe import (
 from reconciler.plan import Action, Drifted, Failure, Key, Options, Plan, attempts, plan
 from reconciler.repo import load_environments
 from reconciler.source import GitSource, LocalSource
-from reconciler.status import StatusStore, failures_from, health_from, status_document
+from reconciler.status import (
+    StatusStore,
+    crds_from,
+    failures_from,
+    health_from,
+    status_document,
+)
 from reconciler.trust import Signer, load_key, sign_rollback
 from reconciler.workloads import HealthVerifier, judge_live
 
@@ -419,7 +425,7 @@ class Engine:
         self._drifted: dict[Key, Drifted] = {}
         # What each `crds: create` release's CRDs lack of its chart's (reconciler.crds), from
         # its last install or upgrade or the last full resync; shown in status until gone.
-        self._crds: dict[Key, str] = {}
+        self._crds: dict[Key, str] = crds_from(remembered)
         self.key_namespace = status.namespace
 
     def signer(self, create: bool) -> Signer:

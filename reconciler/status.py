@@ -98,6 +98,7 @@ def status_document(
     rows = _rows(desired, observed, the_plan, {o.key: o for o in outcomes}, drifted or {})
     for row in rows:
         found = (crds or {}).get((row["namespace"], row["release"]), "")
+        row["crds"] = found
         if found and row["state"] == "in-sync" and not row["message"]:
             row["message"] = found
     for row in rows:
@@ -197,6 +198,17 @@ def health_from(document: Mapping[str, Any]) -> dict[Key, ReleaseHealth]:
         verdict = health_of(row)
         if verdict is not None:
             found[(str(row.get("namespace", "")), str(row.get("release", "")))] = verdict
+    return found
+
+
+def crds_from(document: Mapping[str, Any]) -> dict[Key, str]:
+    """Each `crds: create` release's CRD finding as the last pass recorded it (`crds`)."""
+
+    found: dict[Key, str] = {}
+    for row in document.get("releases") or []:
+        text = row.get("crds") if isinstance(row, dict) else None
+        if isinstance(text, str) and text:
+            found[(str(row.get("namespace", "")), str(row.get("release", "")))] = text
     return found
 
 
