@@ -17,8 +17,6 @@ alias bombs), and only `apiextensions.k8s.io/v1` CustomResourceDefinitions are r
 
 from __future__ import annotations
 
-import base64
-import binascii
 import copy
 import re
 import tarfile
@@ -33,12 +31,18 @@ from reconciler.errors import KubeError, ReconcilerError
 from reconciler.jsonshape import MAX_DEPTH, mapping, too_deep
 from reconciler.kube import JsonObject, Kube, Resource, as_release_account
 from reconciler.model import DesiredRelease
-from reconciler.observe import ReleaseState, latest_revision, read_record
+from reconciler.observe import (
+    MAX_FILE_BYTES,
+    Files,
+    ReleaseState,
+    latest_revision,
+    read_record,
+    record_files,
+)
 from reconciler.plan import Action, Key
 
 CRDS = Resource("apiextensions.k8s.io/v1", "customresourcedefinitions")
 API_VERSION = "apiextensions.k8s.io/v1"
-MAX_FILE_BYTES = 4 * 1024 * 1024  # the largest CRDs in the wild are a few hundred KB
 MAX_TOTAL_BYTES = 32 * 1024 * 1024  # read from an archive before giving up
 MAX_MEMBERS = 10_000
 MAX_DOCUMENTS = 500
@@ -46,7 +50,6 @@ SHOWN = 5
 CONFLICT_ATTEMPTS = 3
 # `crds/` of the chart or of a subchart unpacked under charts/ (helm installs both).
 _ARCHIVE_CRD = re.compile(r"^[^/]+(?:/charts/[^/]+)*/crds/.+\.(?:ya?ml|json)$")
-_RECORD_CRD = re.compile(r"^crds/.+\.(?:ya?ml|json)$")
 # What makes two CRDs serve different APIs; the API server adds the rest (status,
 # metadata, defaulted names and conversion).
 _TOP_FIELDS = ("group", "scope")
@@ -60,8 +63,6 @@ _VERSION_FIELDS = (
     "additionalPrinterColumns",
     "selectableFields",
 )
-
-Files = list[tuple[str, bytes]]
 
 
 class CrdError(ReconcilerError):
@@ -87,26 +88,6 @@ def archive_files(archive: Path) -> Files:
                 files.append((member.name, handle.read(MAX_FILE_BYTES) if handle else b""))
     except (OSError, tarfile.TarError) as error:
         raise CrdError(f"cannot read chart archive {archive.name}: {error}") from error
-    return files
-
-
-def record_files(record: Mapping[str, Any]) -> Files:
-    """The `crds/` files helm kept in a release record's chart (base64 in `chart.files`)."""
-
-    chart = record.get("chart")
-    found = chart.get("files") if isinstance(chart, Mapping) else None
-    files: Files = []
-    for item in found if isinstance(found, list) else []:
-        name = item.get("name") if isinstance(item, Mapping) else None
-        data = item.get("data") if isinstance(item, Mapping) else None
-        if not isinstance(name, str) or not isinstance(data, str) or not _RECORD_CRD.match(name):
-            continue
-        if len(data) > MAX_FILE_BYTES * 4 // 3 + 4:
-            continue  # not a file helm would have accepted either
-        try:
-            files.append((name, base64.b64decode(data, validate=True)))
-        except (binascii.Error, ValueError):
-            continue
     return files
 
 
@@ -215,36 +196,45 @@ def crd_steps(
             files = (
                 archive_files(archive) if archive else record_files(_latest_record(kube, release))
             )
-            found = differences(kube, definitions(files))
+            # As the release's ServiceAccount: in lockdown the reconciler reads no CRD.
+            acting = as_release_account(kube, release.namespace, release.service_account)
+            found = differences(acting, definitions(files))
         except ReconcilerError as error:
             return f"the chart's CRDs could not be compared with the cluster's: {error}"
-        if not found:
-            return ""
-        return (
-            f"CRDs in the chart's crds/ differ from the cluster's, left as they are "
-            f"(crds: create; createReplace applies them): {_listing(found)}"
-        )
+        return report(found)
 
     return prepare, check
+
+
+def report(found: list[str]) -> str:
+    """What a `create` release's message says of the CRDs `found` differing ("" for none)."""
+
+    if not found:
+        return ""
+    return (
+        f"CRDs in the chart's crds/ differ from the cluster's, left as they are "
+        f"(crds: create; createReplace applies them): {_listing(found)}"
+    )
 
 
 def deployed_differences(
     kube: Kube, releases: Iterable[DesiredRelease], observed: Mapping[Key, ReleaseState]
 ) -> list[tuple[DesiredRelease, list[str]]]:
     """For each `create` release whose deployed record was decoded (a full resync), the CRDs
-    of its chart that the cluster serves differently (`plan --full` lists them). One GET
-    of the record and one per CRD; a record that cannot be read says so in the list."""
+    of its chart that the cluster serves differently (`plan --full` lists them). The chart's
+    `crds/` files come from the decoded record; one GET per CRD, as the release's
+    ServiceAccount when it names one. What cannot be compared says so in the list."""
 
     found = []
     for release in releases:
         state = observed.get((release.namespace, release.name))
         if release.crds != "create" or state is None or state.detail is None:
             continue
-        if state.latest.status != "deployed":
+        if state.latest.status != "deployed" or not state.detail.crd_files:
             continue
+        acting = as_release_account(kube, release.namespace, release.service_account)
         try:
-            record = read_record(kube, release.namespace, state.latest.secret) or {}
-            differ = differences(kube, definitions(record_files(record)))
+            differ = differences(acting, definitions(state.detail.crd_files))
         except ReconcilerError as error:
             differ = [f"not compared: {error}"]
         if differ:

@@ -3,8 +3,9 @@
 Each new environments revision may bring promotion commits that answer a
 GitHub Deployment (a `Deployment-Id` trailer). The reporter posts
 `in_progress` when it first sees one for this installation, then `success`
-once every release of the promoted project is in sync and healthy (an install or
-upgrade succeeds only once its workloads are ready), or `failure` once the
+once every release of the promoted project is in sync and read Healthy (an install or
+upgrade succeeds only once its workloads are ready; a release with no reading waits for
+the next one, e.g. the next full resync), or `failure` once the
 planner gave up on one of them (a release never healthy within its timeout fails
 its attempts like a failed helm run). A failed attempt with retries left is not final:
 a retry that succeeds (say, once a chart published late is there) posts `success`.
@@ -65,7 +66,7 @@ class DeploymentReporter:
             verdict = _verdict(
                 [states.get(key, "") for key in keys],
                 any(k in gave_up for k in keys),
-                all(_healthy_or_unknown(result, key) for key in keys),
+                all(_healthy(result, key) for key in keys),
             )
             if verdict is None:
                 still.append((message, promotion))
@@ -93,12 +94,13 @@ def _why_failed(causes: list[str]) -> str:
 _HELM_PREFIX = re.compile(r"^`helm [^`]*` exited -?\d+: (?:[A-Z ]+ FAILED: )?")
 
 
-def _healthy_or_unknown(result: PassResult, key: tuple[str, str]) -> bool:
-    """An install or upgrade succeeds only once healthy; a release in sync whose last read
-    health is not Healthy (a full resync found it Degraded) is not converged yet."""
+def _healthy(result: PassResult, key: tuple[str, str]) -> bool:
+    """Converged means read Healthy: a release in sync whose last reading is not Healthy (a
+    full resync found it Degraded), or that has none (its record could not be read, its
+    last action was a rollback or an unlock), is not converged until one is read."""
 
     health = result.health.get(key)
-    return health is None or health.healthy
+    return health is not None and health.healthy
 
 
 def _verdict(states: list[str], gave_up: bool, healthy: bool) -> tuple[State, str] | None:

@@ -80,8 +80,10 @@ class Kube:
     ) -> None:
         self._api = api_client
         self._reload = reload
+        # Shared with every `impersonating` twin: one lock and one count of API calls per
+        # connection, so reads made as a release's account are in the figures too.
         self._lock = threading.Lock()
-        self.calls = 0
+        self._count = [0]
         self._impersonate: tuple[str, tuple[str, ...]] | None = None
         # RECONCILER_API_LOG names a file that gets one line per request: the verb and the
         # path (and `as`, the impersonated user), nothing of the body. The RBAC test compares them with the deploy chart's rules.
@@ -108,6 +110,12 @@ class Kube:
         return cls(load(), load)
 
     @property
+    def calls(self) -> int:
+        """API requests sent so far on this connection, impersonated ones included."""
+
+        return self._count[0]
+
+    @property
     def _acting_as(self) -> str:
         """Whose rights a refusal is about, for its hint."""
 
@@ -122,6 +130,9 @@ class Kube:
         The reconciler's own identity needs `impersonate` on that user and those groups."""
 
         twin = Kube(self._api, self._reload)
+        twin._lock = self._lock
+        twin._count = self._count
+        twin.request_log = self.request_log
         twin._impersonate = (user, tuple(groups))
         return twin
 
@@ -137,7 +148,7 @@ class Kube:
     ) -> JsonObject:
         verb = verb or VERBS.get(method, method.lower())
         with self._lock:
-            self.calls += 1
+            self._count[0] += 1
             if self.request_log:
                 entry = {"verb": verb, "path": path}
                 if self._impersonate is not None:

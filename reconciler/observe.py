@@ -13,6 +13,7 @@ import base64
 import binascii
 import gzip
 import json
+import re
 import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -32,6 +33,10 @@ from reconciler.trust import LABEL_REVISION, LABEL_ROLLBACK_OF, Signer
 SELECTOR = "owner=helm,status!=superseded"
 # A record's values (written by a tenant in lockdown) are walked recursively later on.
 RECORD_DEPTH = 200
+MAX_FILE_BYTES = 4 * 1024 * 1024  # the largest CRDs in the wild are a few hundred KB
+# A chart's crds/ files as helm keeps them in a record's `chart.files`.
+_RECORD_CRD = re.compile(r"^crds/.+\.(?:ya?ml|json)$")
+Files = list[tuple[str, bytes]]
 PENDING = frozenset({"pending-install", "pending-upgrade", "pending-rollback", "uninstalling"})
 
 
@@ -67,6 +72,9 @@ class ReleaseDetail:
     manifest: str = field(default="", compare=False, repr=False)
     # How helm 4 applied it: "ssa" (server-side) or "csa"; "" in helm 3's records (csa).
     apply_method: str = field(default="", compare=False)
+    # The chart's crds/ files helm kept in the record (name, bytes; reconciler.crds compares
+    # them with the cluster's), so a full resync needs no second GET of the record.
+    crd_files: tuple[tuple[str, bytes], ...] = field(default=(), compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -243,6 +251,7 @@ def detail_of(record: Mapping[str, Any]) -> ReleaseDetail:
         description=str(info.get("description", "")),
         manifest=manifest if isinstance(manifest := record.get("manifest"), str) else "",
         apply_method=str(record.get("apply_method") or ""),
+        crd_files=tuple(record_files(record)),
     )
 
 
@@ -305,3 +314,23 @@ def _timestamp(text: object) -> datetime | None:
         return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     except ValueError:
         return None
+
+
+def record_files(record: Mapping[str, Any]) -> Files:
+    """The `crds/` files helm kept in a release record's chart (base64 in `chart.files`)."""
+
+    chart = record.get("chart")
+    found = chart.get("files") if isinstance(chart, Mapping) else None
+    files: Files = []
+    for item in found if isinstance(found, list) else []:
+        name = item.get("name") if isinstance(item, Mapping) else None
+        data = item.get("data") if isinstance(item, Mapping) else None
+        if not isinstance(name, str) or not isinstance(data, str) or not _RECORD_CRD.match(name):
+            continue
+        if len(data) > MAX_FILE_BYTES * 4 // 3 + 4:
+            continue  # not a file helm would have accepted either
+        try:
+            files.append((name, base64.b64decode(data, validate=True)))
+        except (binascii.Error, ValueError):
+            continue
+    return files

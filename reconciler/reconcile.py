@@ -13,8 +13,7 @@ from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 
-from reconciler import log
-from reconciler.crds import crd_steps
+from reconciler.crds import crd_steps, deployed_differences, report
 from reconciler.desired import ClusterValues, cluster_values_from_data, desired_state
 from reconciler.drift import LiveDrift
 from reconciler.drift import masked as masked_drift
@@ -34,27 +33,28 @@ from reconciler.kube import (
     ensure_namespace,
     service_account_identity,
 )
-from reconciler.liveobjects import Discovery, read_live_as
-from reconciler.manifest import ManifestObject, parse, parse_record
+from reconciler.livestate import LiveState, read_live_state
 from reconciler.masking import SecretMask, scalars
 from reconciler.model import DesiredState, Environments, ValuesFrom
 from reconciler.observe import (
     ReleaseState,
     latest_revision,
     read_index,
-    read_record,
     with_detail,
     with_proven_copy,
 )
 from reconciler.plan import Action, Drifted, Failure, Key, Options, Plan, attempts, plan
 from reconciler.repo import load_environments
 from reconciler.source import GitSource, LocalSource
-from reconciler.status import StatusStore, failures_from, health_from, status_document
+from reconciler.status import (
+    StatusStore,
+    crds_from,
+    failures_from,
+    health_from,
+    status_document,
+)
 from reconciler.trust import Signer, load_key, sign_rollback
 from reconciler.workloads import HealthVerifier, judge_live
-
-# Object GETs in flight at once when a full resync reads every release's health.
-HEALTH_READERS = 8
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,8 @@ class Observation:
     signer: Signer | None = None
     # Live drift of the in-sync releases; read on a full resync only (else empty).
     drift: Mapping[Key, LiveDrift] = field(default_factory=dict)
+    # The deployed releases' live objects, read once on a full resync for drift and health.
+    live: LiveState = field(default_factory=LiveState)
 
     @cached_property
     def _mask(self) -> SecretMask:
@@ -208,8 +210,11 @@ def observe(
         if full or stale or not state.latest.signed:
             observed[state.key] = with_detail(kube, state)
     secrets = _secret_strings(cluster_values)
-    drift = check_drift(kube, desired, observed, namespaces) if full else {}
-    return Observation(desired, observed, secrets, index.unreadable, signer, drift)
+    # One read of every deployed release's live objects, judged for drift now and for
+    # health after the pass (drift: off still reads them: health needs them).
+    live = read_live_state(kube, desired, observed) if full else LiveState()
+    drift = check_drift(kube, desired, observed, live, namespaces) if full else {}
+    return Observation(desired, observed, secrets, index.unreadable, signer, drift, live)
 
 
 def keyed(desired: DesiredState, signer: Signer) -> DesiredState:
@@ -356,43 +361,30 @@ def _chained(*verifiers: Callable[[Action], None]) -> Callable[[Action], None]:
 
 
 def read_health(
-    kube: Kube, observation: Observation, skip: Collection[Key] = ()
+    kube: Kube,
+    observation: Observation,
+    skip: Collection[Key] = (),
+    changed: Collection[Key] = (),
 ) -> dict[Key, ReleaseHealth]:
     """The health of every declared release whose latest revision is deployed (a full
-    resync), one read, no waiting: the objects of its manifest (from the record decoded
-    this pass, else one GET of it), read together (one LIST per resource and namespace
-    holding many of them, else parallel GETs), and a Pod LIST per workload not ready.
-    `skip`: releases whose health is known."""
+    resync), no waiting, judged from the live objects `observe` read for the pass (plus a
+    Pod LIST per workload not ready). `changed`: releases acted on since, read again now
+    (their record from the observation, else one GET). `skip`: releases whose health is
+    known."""
 
-    manifests: dict[Key, tuple[ManifestObject, ...]] = {}
-    for release in observation.desired.releases:
-        key = (release.namespace, release.name)
-        state = observation.observed.get(key)
-        if key in skip or state is None or state.latest.status != "deployed":
-            continue
-        try:
-            manifests[key] = _manifest_objects(kube, state)
-        except ReconcilerError as error:
-            # This release's health stays unknown; the others are still read.
-            log.warning("cannot read a release's objects", release=release.name, error=str(error))
+    fresh = set(changed) - set(skip)
+    again = (
+        read_live_state(kube, observation.desired, observation.observed, fresh)
+        if fresh
+        else LiveState()
+    )
     accounts = {(r.namespace, r.name): r.service_account for r in observation.desired.releases}
-    batches = [(key[0], accounts.get(key), found) for key, found in manifests.items()]
-    live = read_live_as(kube, batches, Discovery(kube), workers=HEALTH_READERS)
-    return {
-        key: masked(
-            judge_live(as_release_account(kube, key[0], accounts.get(key)), found_live),
-            observation.mask,
-        )
-        for key, found_live in zip(manifests, live, strict=True)
-    }
-
-
-def _manifest_objects(kube: Kube, state: ReleaseState) -> tuple[ManifestObject, ...]:
-    detail = state.detail
-    if detail is not None and detail.manifest:
-        return parse(detail.manifest, state.namespace)
-    record = read_record(kube, state.namespace, state.latest.secret)
-    return parse_record(record) if record is not None else ()
+    judged = {}
+    for source, keys in ((observation.live, set(observation.live.found) - fresh), (again, fresh)):
+        for key in sorted(keys & set(source.found) - set(skip)):
+            acting = as_release_account(kube, key[0], accounts.get(key))
+            judged[key] = masked(judge_live(acting, source.found[key]), observation.mask)
+    return judged
 
 
 def _same_detail(state: ReleaseState, before: ReleaseState | None) -> ReleaseState:
@@ -459,6 +451,9 @@ class Engine:
         self._signer: Signer | None = None
         # The live drift the last full resync found, shown in status until the next one.
         self._drifted: dict[Key, Drifted] = {}
+        # What each `crds: create` release's CRDs lack of its chart's (reconciler.crds), from
+        # its last install or upgrade or the last full resync; shown in status until gone.
+        self._crds: dict[Key, str] = crds_from(remembered)
         self.key_namespace = status.namespace
 
     def signer(self, create: bool) -> Signer:
@@ -517,8 +512,10 @@ class Engine:
                 on_outcome,
                 proceed,
                 self.kube,
-                # In lockdown a release's namespace holds its ServiceAccount: it exists.
-                create_namespaces=not self.options.namespaces and not self.options.lockdown,
+                # In lockdown (the flag or the repo's policy) a release's namespace holds its
+                # ServiceAccount: it exists.
+                create_namespaces=not self.options.namespaces
+                and not (self.options.lockdown or observation.desired.policy.lockdown),
                 on_health=verified.__setitem__,
             )
             # The status should say what helm holds now, not what it held before.
@@ -532,8 +529,33 @@ class Engine:
         result = PassResult(the_plan, tuple(outcomes), dict(self.health))
         if full:
             self._drifted = {d.key: d for d in the_plan.drifted}
+        self._update_crds(observation, outcomes, full)
         self.record(result, observation)
         return result
+
+    def _update_crds(self, observation: Observation, outcomes: list[Outcome], full: bool) -> None:
+        """The CRD findings of the releases helm just installed or upgraded (their check's
+        warning); on a full resync, of every other deployed `create` release (one GET per CRD
+        of its chart, from the record decoded this pass)."""
+
+        creating = {
+            (r.namespace, r.name) for r in observation.desired.releases if r.crds == "create"
+        }
+        self._crds = {k: v for k, v in self._crds.items() if k in creating}
+        checked = set()
+        for outcome in outcomes:
+            if outcome.kind in ("install", "upgrade") and outcome.result == "succeeded":
+                checked.add(outcome.key)
+                self._crds.pop(outcome.key, None)
+                if outcome.warning:
+                    self._crds[outcome.key] = outcome.warning
+        if not full:
+            return
+        others = [r for r in observation.desired.releases if (r.namespace, r.name) not in checked]
+        for key in creating - checked:
+            self._crds.pop(key, None)
+        for release, found in deployed_differences(self.kube, others, observation.observed):
+            self._crds[(release.namespace, release.name)] = observation.mask(report(found))
 
     def _update_health(
         self,
@@ -561,7 +583,10 @@ class Engine:
         if full:
             for key in declared - set(verified):
                 self.health.pop(key, None)
-            self.health.update(read_health(self.kube, observation, skip=verified))
+            # Read once by observe for drift and health alike; what this pass changed is
+            # read again.
+            changed = {o.key for o in outcomes}
+            self.health.update(read_health(self.kube, observation, verified, changed))
             self._forget_recovered(observation)
 
     def _forget_recovered(self, observation: Observation) -> None:
@@ -582,7 +607,8 @@ class Engine:
                 del self.memory.failures[key]
 
     def read_health(self, observation: Observation) -> dict[Key, ReleaseHealth]:
-        """Every deployed release's health, read now (`plan --full`)."""
+        """Every deployed release's health, from the live objects `observe(full)` read
+        (`plan --full`)."""
 
         return read_health(self.kube, observation)
 
@@ -598,6 +624,7 @@ class Engine:
             datetime.now(UTC),
             self._drifted,
             result.health,
+            self._crds,
         )
         fingerprint = json.dumps({k: v for k, v in document.items() if k != "time"}, sort_keys=True)
         if fingerprint != self._last_status:

@@ -133,14 +133,21 @@ def status_document(
     now: datetime,
     drifted: Mapping[Key, Drifted] | None = None,
     health: Mapping[Key, ReleaseHealth] | None = None,
+    crds: Mapping[Key, str] | None = None,
 ) -> dict[str, Any]:
     """The last pass as the status ConfigMap stores it: one row per declared or pruned release.
     `drifted`: the live drift the last full resync found; an in-sync release with drift
     (`drift: warn`) is `drifted`, its message the objects and paths. `health`: each
     release's health as last read (Healthy, Progressing, Degraded, Missing objects; ""
-    when none was read yet), with the objects that are not ready."""
+    when none was read yet), with the objects that are not ready. `crds`: what a `crds:
+    create` release's CRDs lack of its chart's, as last found; an in-sync row says it."""
 
     rows = _rows(desired, observed, the_plan, {o.key: o for o in outcomes}, drifted or {})
+    for row in rows:
+        found = (crds or {}).get((row["namespace"], row["release"]), "")
+        row["crds"] = found
+        if found and row["state"] == "in-sync" and not row["message"]:
+            row["message"] = found
     for row in rows:
         verdict = (health or {}).get((row["namespace"], row["release"]))
         row.update(verdict.as_json() if verdict else {"health": "", "unhealthy": []})
@@ -238,6 +245,17 @@ def health_from(document: Mapping[str, Any]) -> dict[Key, ReleaseHealth]:
         verdict = health_of(row)
         if verdict is not None:
             found[(str(row.get("namespace", "")), str(row.get("release", "")))] = verdict
+    return found
+
+
+def crds_from(document: Mapping[str, Any]) -> dict[Key, str]:
+    """Each `crds: create` release's CRD finding as the last pass recorded it (`crds`)."""
+
+    found: dict[Key, str] = {}
+    for row in document.get("releases") or []:
+        text = row.get("crds") if isinstance(row, dict) else None
+        if isinstance(text, str) and text:
+            found[(str(row.get("namespace", "")), str(row.get("release", "")))] = text
     return found
 
 

@@ -5,6 +5,7 @@ passed silently) with `create`, and `skip` installs no CRD."""
 from __future__ import annotations
 
 import contextlib
+import json
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -243,3 +244,33 @@ def test_create_replace_that_the_api_server_refuses_fails_before_helm_runs(
     assert [c for c in world.helm_calls() if c.startswith("upgrade ")] == []
     assert world.latest("widgets")["chart"] == f"{charts.chart}-0.2.0"
     assert served(world, charts.name) == ["v1", "v2"]
+
+
+def status_message(world: World, release: str) -> str:
+    document = json.loads(world.cli("status", "-o", "json").stdout)
+    (row,) = [r for r in document["releases"] if r["release"] == release]
+    return str(row["message"])
+
+
+def test_create_shows_a_differing_crd_in_status_until_a_full_resync_finds_it_gone(
+    world: World, charts: CrdCharts
+) -> None:
+    crd_project(world, charts, "create", "0.1.0")
+    assert world.apply()[0] == 0
+    crd_project(world, charts, "create", "0.2.0")
+    assert world.apply()[0] == 0
+    differs = f"{charts.name}: version(s) v2 not in the cluster"
+    assert differs in status_message(world, "widgets")
+    assert world.apply()[0] == 0
+    assert differs in status_message(world, "widgets"), "a quiet pass keeps the finding"
+
+    code, result, stderr = world.apply("--full")
+    assert (code, result["actions"]) == (0, []), stderr
+    assert differs in status_message(world, "widgets"), "a full resync reads the CRDs again"
+
+    # Fixed by hand: the next full resync finds it gone.
+    live = world.testbed.admin.call("GET", f"{CRDS_PATH}/{charts.name}")
+    live["spec"]["versions"] = crd(charts.group, ["v1", "v2"])["spec"]["versions"]
+    world.testbed.admin.call("PUT", f"{CRDS_PATH}/{charts.name}", live)
+    assert world.apply("--full")[0] == 0
+    assert status_message(world, "widgets") == ""

@@ -145,8 +145,25 @@ def test_correct_restores_a_deleted_object_a_changed_field_and_a_scale(
     assert writes(world) == []
 
 
+def plan_full_reads(world: World) -> tuple[dict[str, Any], list[str]]:
+    """`plan --full -o json` and the paths it read (RECONCILER_API_LOG), one per request."""
+
+    log = world.workdir / "api.log"
+    log.unlink(missing_ok=True)
+    done = subprocess.run(
+        world.cli_argv("plan", "--full", "-o", "json"),
+        env={**world.env(), "RECONCILER_API_LOG": str(log)},
+        cwd=world.workdir, capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.stdout, done.stderr
+    paths = [json.loads(line)["path"] for line in log.read_text().splitlines()]
+    return json.loads(done.stdout), paths
+
+
 @pytest.mark.helm3
-def test_warn_only_reports_and_off_does_not_look(world: World, drifty_chart: str) -> None:
+def test_warn_only_reports_and_off_neither_reports_nor_corrects(
+    world: World, drifty_chart: str
+) -> None:
     one_release(world, drift="warn")
     drift_by_hand(world)
 
@@ -164,19 +181,21 @@ def test_warn_only_reports_and_off_does_not_look(world: World, drifty_chart: str
         f"/api/v1/namespaces/{world.namespace}/configmaps/reconciler-status-{world.installation}",
     )
     assert "drifted" in json.dumps(status)
-    assert world.plan("--full")[0] == 2
+    document, paths = plan_full_reads(world)
+    assert len(document["drifted"]) == 1
+    # Drift and health judge the same reads: each live object once, the record once.
+    deployment = f"/apis/apps/v1/namespaces/{world.namespace}/deployments/web"
+    record = f"/api/v1/namespaces/{world.namespace}/secrets/sh.helm.release.v1.web.v1"
+    assert (paths.count(deployment), paths.count(record)) == (1, 1), paths
 
     repo = world.repo
     repo.installation(world.installation, policy={**POLICY, "drift": "off"})
     repo.commit("drift off")
-    log = world.workdir / "api.log"
-    done = subprocess.run(
-        world.cli_argv("plan", "--full", "-o", "json"),
-        env={**world.env(), "RECONCILER_API_LOG": str(log)},
-        cwd=world.workdir, capture_output=True, text=True,
-    )  # fmt: skip
-    assert (done.returncode, json.loads(done.stdout)["drifted"]) == (0, [])
-    assert "/deployments/" not in log.read_text(), "drift: off reads no live object"
+    document, paths = plan_full_reads(world)
+    assert document["drifted"] == []
+    assert document["health"], "health still reads the live objects"
+    assert paths.count(deployment) == 1, "no more than health needs"
+    assert not [p for p in paths if "horizontalpodautoscalers" in p], "no autoscaler LIST"
     assert world.apply("--full")[0] == 0
     assert writes(world) == []
     assert replicas(world) == 3

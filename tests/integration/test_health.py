@@ -225,7 +225,9 @@ def test_github_hears_success_only_once_healthy_and_failure_for_a_never_ready_re
     world.repo.commit("alpha")
     with (
         fake_github(world) as (github, github_env),
-        daemon(world, name="h", extra_env=github_env),
+        # The rollback leaves good's revision in sync with no health reading: `success` waits
+        # for a full resync to read it Healthy.
+        daemon(world, "--resync-interval", "3", name="h", extra_env=github_env),
     ):
         wait_for(lambda: world.releases() == {"alpha": "deployed"}, timeout=60)
         deployment_id = promote_for_deployment(world, github, bad)

@@ -110,3 +110,18 @@ def test_many_objects_of_one_resource_in_a_namespace_are_read_with_one_list(
     few = read_live(client, wanted[: LIST_FROM - 1], discovery, workers=4)
     assert client.calls - before == LIST_FROM - 1
     assert [f.missing for f in few] == [True] + [False] * (LIST_FROM - 2)
+
+
+def test_reads_made_as_a_release_account_are_counted_on_the_connection(
+    namespace: str, kube: Any
+) -> None:
+    """Benchmarks and RECONCILER_API_LOG count every request, impersonated ones too."""
+
+    client = Kube(kube)
+    acting = client.impersonating(
+        f"system:serviceaccount:{namespace}:default", ["system:serviceaccounts"]
+    )
+    before = client.calls
+    acting.request("GET", "/version")  # public: readable by any account
+    acting.request("GET", "/version")
+    assert client.calls - before == 2

@@ -15,6 +15,7 @@ import pytest
 from reconciler import trailers
 from reconciler.deployments import DeploymentReporter
 from reconciler.github import GitHubConfig
+from reconciler.health import ReleaseHealth
 from reconciler.loader import load_environments
 from reconciler.plan import Hold, Plan
 from reconciler.reconcile import PassResult
@@ -35,6 +36,7 @@ REF = sha(7)
 TESTING = ("test-1", "test-2")
 PRODUCTION = ("prod-1", "prod-2", "prod-3", "prod-4", "prod-5")
 EXIT_WAITING, EXIT_FAILED = 3, 4
+HEALTHY = ReleaseHealth("Healthy")
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +74,7 @@ class Fleet:
         self.config = GitHubConfig(github.token, api_url=github.url)
         self.deployment = github.add_deployment(REPO, REF, "testing")["id"]
 
-    def report(self, installation: str, state: str) -> None:
+    def report(self, installation: str, state: str, health: ReleaseHealth | None = HEALTHY) -> None:
         promotion = trailers.Promotion("api", REF, (installation,), self.deployment, REPO)
         message = trailers.commit_message(promotion, [])
         reporter = DeploymentReporter(installation, self.config)
@@ -84,7 +86,8 @@ class Fleet:
         held = (Hold("api", "api", "retries spent", gave_up=True),) if state == "failure" else ()
         in_sync = (key,) if state == "success" else ()
         the_plan = Plan(installation, REF, (), held=held, in_sync=in_sync)
-        reporter.settle(env, PassResult(the_plan, ()))
+        readings = {key: health} if health else {}
+        reporter.settle(env, PassResult(the_plan, (), readings))
 
 
 @pytest.fixture
@@ -153,6 +156,18 @@ def test_the_refusal_in_json_names_every_installation(fleet: Fleet) -> None:
     assert document["installations"] == {
         "healthy": [], "failed": ["test-1"], "in_progress": [], "missing": ["test-2"]
     }  # fmt: skip
+
+
+def test_in_sync_without_a_health_reading_stays_in_progress(fleet: Fleet) -> None:
+    """A release whose record could not be read, or whose last action was a rollback or an
+    unlock, has no health reading: in sync is not yet converged."""
+
+    fleet.report("test-1", "success", health=None)
+    fleet.report("test-2", "success", health=ReleaseHealth("Progressing"))
+    statuses = fleet.github.statuses[fleet.deployment]
+    assert [s["state"] for s in statuses] == ["in_progress", "in_progress"]
+    fleet.report("test-1", "success")
+    assert fleet.github.statuses[fleet.deployment][-1]["state"] == "success"
 
 
 def test_a_newer_status_replaces_an_older_one(fleet: Fleet) -> None:

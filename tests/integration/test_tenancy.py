@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 import yaml
 from engine_world import World
+from envrepo import project_document
+from test_crd_policy import published
 from test_in_cluster import apps_namespace, chart_env, in_pod
 
 from reconciler.errors import KubeError
@@ -439,3 +441,139 @@ def test_kube_impersonating_reads_with_the_accounts_rights_and_both_its_groups(
     finally:
         world.helm("uninstall", "rc", check=False)
         testbed.delete_namespace(team)
+
+
+def test_lockdown_corrects_a_scaled_deployment_and_leaves_an_autoscaled_one(
+    world: World, tmp_path: Path, publish_chart: Any
+) -> None:
+    """The reconciler has no autoscaling rights in lockdown: it lists a tenant's
+    HorizontalPodAutoscalers as the tenant, so a manual scale is still found."""
+
+    publish_chart("drifty", "0.1.0")
+    testbed = world.testbed
+    team = testbed.create_namespace(apps_namespace(world, "team"))
+    try:
+        rules = [
+            *TENANT_RULES,
+            {"apiGroups": [""], "resources": ["services", "pods"],
+             "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
+            {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"],
+             "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
+        ]  # fmt: skip
+        tenant(testbed, team, "deployer", rules)
+        mount = install_locked_down(world, tmp_path, [{"namespace": team, "name": "deployer"}])
+        assert not account_can(testbed, world.namespace, "rc-reconciler", verb="list",
+                               resource="horizontalpodautoscalers", group="autoscaling",
+                               namespace=team)  # fmt: skip
+        repo = world.repo
+        repo.project("web", team, chart="drifty", service_account="deployer")
+        repo.project("scaled", team, chart="drifty", service_account="deployer",
+                     values={"autoscale": True})  # fmt: skip
+        repo.release(world.installation, "web")
+        repo.release(world.installation, "scaled")
+        repo.installation(world.installation, policy={"retries": 0, "timeoutSeconds": 60})
+        repo.commit("web and scaled as the team's deployer")
+        code, result, stderr = apply_in_pod(world, mount)
+        assert code == 0, (stderr, result)
+
+        path = f"/apis/apps/v1/namespaces/{team}/deployments"
+        for name in ("web", "scaled"):
+            testbed.kubectl("scale", "deployment", name, "-n", team, "--replicas=3")
+        code, result, stderr = apply_in_pod(world, mount, "--full")
+        assert code == 0, (stderr, result)
+        assert [d["release"] for d in result["drifted"]] == ["web"], result["drifted"]
+        assert testbed.admin.call("GET", f"{path}/web")["spec"]["replicas"] == 1
+        assert testbed.admin.call("GET", f"{path}/scaled")["spec"]["replicas"] == 3
+    finally:
+        world.helm("uninstall", "rc", check=False)
+        testbed.delete_namespace(team)
+
+
+def test_the_repos_lockdown_policy_creates_no_namespace_either(world: World) -> None:
+    """`policy.lockdown: true` in git means what --lockdown means: a release's namespace
+    holds its ServiceAccount, so a missing one is an error, never created by the reconciler."""
+
+    testbed = world.testbed
+    team = apps_namespace(world, "absent")
+    try:
+        repo = world.repo
+        repo.project("app", team, service_account="deployer")
+        repo.release(world.installation, "app")
+        repo.installation(world.installation, policy={"lockdown": True, "retries": 0,
+                                                      "timeoutSeconds": 10})  # fmt: skip
+        repo.commit("app in a namespace nobody made")
+        code, result, _ = world.apply()
+        assert code == 1, result
+        assert outcomes(result)["app"][0] == "failed"
+        status, _ = testbed.admin.request("GET", f"/api/v1/namespaces/{team}")
+        assert status == 404
+    finally:
+        testbed.delete_namespace(team)
+
+
+def crd_reader(testbed: Any, team: str) -> str:
+    """docs/deploy.md's ClusterRole for a team whose charts ship CRDs, bound to its account."""
+
+    name = f"{team}-crds"
+    testbed.admin.ensure(
+        f"{RBAC}/clusterroles",
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+         "metadata": {"name": name},
+         "rules": [{"apiGroups": ["apiextensions.k8s.io"],
+                    "resources": ["customresourcedefinitions"],
+                    "verbs": ["get", "list", "create", "patch"]}]},
+    )  # fmt: skip
+    testbed.admin.ensure(
+        f"{RBAC}/clusterrolebindings",
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+         "metadata": {"name": name},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+         "subjects": [{"kind": "ServiceAccount", "name": "deployer", "namespace": team}]},
+    )  # fmt: skip
+    until(lambda: account_can(testbed, team, "deployer", verb="get", group="apiextensions.k8s.io",
+                              resource="customresourcedefinitions"))  # fmt: skip
+    return name
+
+
+def test_lockdown_compares_a_charts_crds_as_the_tenant(
+    world: World, tmp_path: Path, publish_chart: Any, helm_binary: str
+) -> None:
+    """The reconciler has no CRD rights in lockdown: after an upgrade and on `plan --full` it
+    reads the chart's CRDs as the tenant, and reports the one the cluster serves differently."""
+
+    testbed = world.testbed
+    team = testbed.create_namespace(apps_namespace(world, "team"))
+    reader = ""
+    try:
+        with published(tmp_path, publish_chart, helm_binary, testbed) as charts:
+            tenant(testbed, team, "deployer", TENANT_RULES)
+            reader = crd_reader(testbed, team)
+            mount = install_locked_down(world, tmp_path, [{"namespace": team, "name": "deployer"}])
+            document = project_document("widgets", team, world.repo.chart_repository, charts.chart)
+            world.repo.write("projects/widgets.yaml", {**document, "serviceAccount": "deployer"})
+            world.repo.installation(world.installation, policy={"retries": 0, "timeoutSeconds": 30})
+            for version in ("0.1.0", "0.2.0"):
+                world.repo.release(world.installation, "widgets", version=version)
+                world.repo.commit(f"widgets {version}")
+                code, result, stderr = apply_in_pod(world, mount)
+                assert code == 0, (stderr, outcomes(result))
+            (outcome,) = result["outcomes"]
+            assert f"{charts.name}: version(s) v2 not in the cluster" in outcome["warning"]
+            assert "could not be compared" not in outcome["warning"]
+
+            scope = {k: v for k, v in chart_env(world).items() if k.startswith("RECONCILER_")}
+            planned = in_pod(world, mount, "plan", "--full", "-o", "json", extra_env=scope)
+            assert planned.returncode == 2, planned.stderr
+            assert json.loads(planned.stdout)["crds"] == [
+                {
+                    "release": "widgets",
+                    "namespace": team,
+                    "differences": [f"{charts.name}: version(s) v2 not in the cluster"],
+                }
+            ]
+    finally:
+        world.helm("uninstall", "rc", check=False)
+        testbed.delete_namespace(team)
+        if reader:
+            testbed.admin.call("DELETE", f"{RBAC}/clusterrolebindings/{reader}")
+            testbed.admin.call("DELETE", f"{RBAC}/clusterroles/{reader}")
