@@ -77,11 +77,14 @@ def jobs_of(actions: Sequence[Action]) -> list[Job]:
 
 @dataclass(frozen=True)
 class Proof:
-    """How revisions are signed: `labels(namespace, release, revision, digest)` gives the
-    proof labels of an install or upgrade, `after_rollback(namespace, release)` signs the
+    """How revisions are signed: `labels(namespace, release, revision, digest, account)` gives
+    the proof labels of an install or upgrade written as ServiceAccount `account` (None: the
+    reconciler), `after_rollback(namespace, release)` signs the
     revision a rollback just wrote (see reconciler.trust)."""
 
-    labels: Callable[[str, str, int, str], Mapping[str, str]] = lambda ns, name, rev, digest: {}
+    labels: Callable[[str, str, int, str, str | None], Mapping[str, str]] = (
+        lambda ns, name, rev, digest, account: {}
+    )
     after_rollback: Callable[[str, str, int], None] = lambda ns, name, target: None
 
 
@@ -292,7 +295,11 @@ class _Runner:
             fresh = action.kind == "install" and action.revision is None
             number = self._next_revision(action)
             proof = self.proof.labels(
-                action.namespace, action.release, number, action.desired.digest
+                action.namespace,
+                action.release,
+                number,
+                action.desired.digest,
+                action.desired.service_account,
             )
             archive = self.charts.archive(action.desired.chart)
             notes.append(self.prepare(action, archive))

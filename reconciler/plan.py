@@ -630,9 +630,9 @@ def _prune(
 def recorded_service_account(state: ReleaseState) -> str | None:
     """The ServiceAccount the latest revision was written as, when it names a valid one.
 
-    Read from a label the tenant could rewrite: it can only name another account of the
-    same namespace (helm.impersonation builds the identity from the release's namespace),
-    and only one the reconciler is allowed to impersonate."""
+    Only asked of a proven revision: its MAC covers this label (reconciler.trust), so a
+    tenant who removes or rewrites it leaves the record unproven and held, never pruned
+    as the reconciler or as another account."""
 
     name = state.labels.get(LABEL_SERVICE_ACCOUNT, "")
     return name if SERVICE_ACCOUNT_NAME.fullmatch(name) else None

@@ -285,7 +285,7 @@ def apply_pass(
         account = accounts.get((namespace, name))
         if account:
             kube = kube.impersonating(*service_account_identity(namespace, account))
-        sign_rollback(kube, signer, namespace, name, target)
+        sign_rollback(kube, signer, namespace, name, target, account)
 
     proof = Proof()
     signer = observation.signer

@@ -6,7 +6,10 @@ writes carries two more labels:
 
 - `reconciler-revision`: the revision number the labels were written for, and
 - `reconciler-mac`: HMAC-SHA256, under the installation's key, of (installation,
-  namespace, release, that revision number, digest).
+  namespace, release, that revision number, digest) and, when the revision was written as
+  a ServiceAccount, its `reconciler-service-account` label: prune runs `helm uninstall` as
+  that account, so a tenant who rewrites the label (helm's storage is its to write) makes
+  the record unproven instead of choosing who the reconciler acts as.
 
 A revision is *proven* when its MAC verifies and names its own number: helm copies a
 revision's labels on `helm rollback` and on a later `helm upgrade`, so a copy names
@@ -31,7 +34,7 @@ from dataclasses import dataclass, field
 
 from reconciler.errors import KubeError, ReconcilerError
 from reconciler.kube import SECRETS, Kube
-from reconciler.model import LABEL_DIGEST, ChartRef, Values, digest_payload
+from reconciler.model import LABEL_DIGEST, LABEL_SERVICE_ACCOUNT, ChartRef, Values, digest_payload
 
 KEY_DATA = "key"
 KEY_BYTES = 32
@@ -66,17 +69,29 @@ class Signer:
         payload = b"digest\0" + digest_payload(chart, values)
         return hmac.new(self.key, payload, hashlib.sha256).hexdigest()[:20]
 
-    def mac(self, namespace: str, release: str, revision: int, digest: str) -> str:
-        fields = ("mac", self.installation, namespace, release, str(revision), digest)
+    def mac(
+        self, namespace: str, release: str, revision: int, digest: str, account: str = ""
+    ) -> str:
+        fields: tuple[str, ...] = ("mac", self.installation, namespace, release, str(revision))
+        fields += (digest,)
+        # Without an account the message is what it always was: revisions written before
+        # the account was signed, or as the reconciler itself, keep verifying.
+        if account:
+            fields += ("service-account", account)
         message = "\0".join(fields).encode()
         return hmac.new(self.key, message, hashlib.sha256).hexdigest()[:MAC_LENGTH]
 
-    def labels(self, namespace: str, release: str, revision: int, digest: str) -> dict[str, str]:
-        """The proof labels of a revision the reconciler is about to write (or just wrote)."""
+    def labels(
+        self, namespace: str, release: str, revision: int, digest: str, account: str | None = None
+    ) -> dict[str, str]:
+        """The proof labels of a revision the reconciler is about to write (or just wrote)
+        as ServiceAccount `account` of `namespace` (None: as itself). The account label is
+        always set, empty for none: helm upgrade keeps the previous revision's labels."""
 
         return {
+            LABEL_SERVICE_ACCOUNT: account or "",
             LABEL_REVISION: str(revision),
-            LABEL_MAC: self.mac(namespace, release, revision, digest),
+            LABEL_MAC: self.mac(namespace, release, revision, digest, account or ""),
             # helm upgrade keeps the previous revision's labels: overwrite a rollback mark.
             LABEL_ROLLBACK_OF: NOT_A_ROLLBACK,
         }
@@ -87,7 +102,8 @@ class Signer:
         if not self.has_key or labels.get(LABEL_REVISION) != str(number):
             return False
         digest = labels.get(LABEL_DIGEST, "")
-        expected = self.mac(namespace, release, number, digest)
+        account = labels.get(LABEL_SERVICE_ACCOUNT, "")
+        expected = self.mac(namespace, release, number, digest, account)
         return hmac.compare_digest(labels.get(LABEL_MAC, ""), expected)
 
 
@@ -140,9 +156,17 @@ def _create(kube: Kube, namespace: str, name: str) -> dict[str, object] | None:
         raise
 
 
-def sign_rollback(kube: Kube, signer: Signer, namespace: str, release: str, target: int) -> None:
+def sign_rollback(
+    kube: Kube,
+    signer: Signer,
+    namespace: str,
+    release: str,
+    target: int,
+    account: str | None = None,
+) -> None:
     """Sign the revision a `helm rollback` to `target` just wrote (helm copied the target's
-    labels, which name the target's number): one LIST and one PATCH."""
+    labels, which name the target's number) as written by ServiceAccount `account` (None:
+    the reconciler), the identity helm ran as: one LIST and one PATCH."""
 
     items = kube.list_items(
         SECRETS.path(namespace), f"owner=helm,name={release}", metadata_only=True
@@ -161,7 +185,7 @@ def sign_rollback(kube: Kube, signer: Signer, namespace: str, release: str, targ
     patch = {
         "metadata": {
             "labels": {
-                **signer.labels(namespace, release, number, digest),
+                **signer.labels(namespace, release, number, digest, account),
                 LABEL_ROLLBACK_OF: str(target),
             }
         }

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from reconciler.model import LABEL_DIGEST, LABEL_INSTALLATION, ChartRef, digest_of
+from reconciler.model import (
+    LABEL_DIGEST,
+    LABEL_INSTALLATION,
+    LABEL_SERVICE_ACCOUNT,
+    ChartRef,
+    digest_of,
+)
 from reconciler.observe import _revision_of
 from reconciler.trust import LABEL_MAC, LABEL_REVISION, LABEL_ROLLBACK_OF, Signer
 
@@ -78,3 +84,38 @@ def test_digest_is_keyed() -> None:
 
 def test_an_upgrade_overwrites_a_copied_rollback_mark() -> None:
     assert Signer("prod", KEY).labels("apps", "api", 4, "d")[LABEL_ROLLBACK_OF] == "none"
+
+
+def account_labels(signer: Signer, revision: int, account: str | None) -> dict[str, str]:
+    return {
+        LABEL_INSTALLATION: signer.installation,
+        LABEL_DIGEST: "d1",
+        **signer.labels("apps", "api", revision, "d1", account),
+    }
+
+
+def test_the_account_a_revision_was_written_as_is_signed() -> None:
+    signer = Signer("prod", KEY)
+    own = account_labels(signer, 3, "deployer")
+    assert own[LABEL_SERVICE_ACCOUNT] == "deployer"
+    assert parsed(signer, 3, own) == (True, True)
+    # Removed, emptied or renamed by whoever may write the Secret: proves nothing.
+    removed = {k: v for k, v in own.items() if k != LABEL_SERVICE_ACCOUNT}
+    assert parsed(signer, 3, removed) == (False, False)
+    assert parsed(signer, 3, {**own, LABEL_SERVICE_ACCOUNT: ""}) == (False, False)
+    assert parsed(signer, 3, {**own, LABEL_SERVICE_ACCOUNT: "admin"}) == (False, False)
+
+
+def test_a_revision_written_as_the_reconciler_proves_no_account_added_later() -> None:
+    signer = Signer("prod", KEY)
+    own = account_labels(signer, 3, None)
+    assert own[LABEL_SERVICE_ACCOUNT] == ""  # set: helm upgrade keeps older labels
+    assert parsed(signer, 3, own) == (True, True)
+    assert parsed(signer, 3, {**own, LABEL_SERVICE_ACCOUNT: "deployer"}) == (False, False)
+
+
+def test_revisions_signed_before_the_account_was_covered_still_verify() -> None:
+    signer = Signer("prod", KEY)
+    old = {LABEL_INSTALLATION: "prod", LABEL_DIGEST: "d1", LABEL_REVISION: "3"}
+    old[LABEL_MAC] = signer.mac("apps", "api", 3, "d1")
+    assert parsed(signer, 3, old) == (True, True)
