@@ -10,7 +10,7 @@ account).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 
 from reconciler import log
 from reconciler.drift import LiveDrift, hpa_targets, release_drift
@@ -35,11 +35,14 @@ def check_drift(
     observed: Mapping[Key, ReleaseState],
     live: LiveState,
     namespaces: Collection[str] = (),
+    *,
+    mask: Callable[[str], str],
 ) -> dict[Key, LiveDrift]:
     """The live drift of each in-sync release, keyed (namespace, release), judged from the
     pass's live state (reconciler.livestate); releases without drift are included (empty
     `LiveDrift`). Empty when the installation's policy is `drift: off`. Never raises for one
-    release: what cannot be read is in `unreadable`."""
+    release: what cannot be read is in `unreadable`. The results are unmasked (the planner
+    masks them); `mask` hides Secret-sourced values in what is logged here."""
 
     if desired.policy.drift == "off":
         return {}
@@ -69,7 +72,7 @@ def check_drift(
                 release=name,
                 namespace=namespace,
                 objects=len(drift.unreadable),
-                first=drift.unreadable[0],
+                first=mask(drift.unreadable[0]),
             )
     return results
 

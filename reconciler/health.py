@@ -122,12 +122,22 @@ class ReleaseHealth:
 
 
 def masked(health: ReleaseHealth, mask: Callable[[str], str]) -> ReleaseHealth:
-    """The same verdict with every message masked (a condition may quote a value)."""
+    """The same verdict with every text masked: a condition may quote a value, and an
+    object's name, namespace or kind may be rendered from one (`web-{{ .Values.suffix }}`)."""
 
     return replace(
         health,
-        unhealthy=tuple(replace(r, message=mask(r.message)) for r in health.unhealthy),
+        unhealthy=tuple(
+            replace(r, ref=masked_ref(r.ref, mask), message=mask(r.message))
+            for r in health.unhealthy
+        ),
     )
+
+
+def masked_ref(ref: ObjectRef, mask: Callable[[str], str]) -> ObjectRef:
+    """`ref` with every field masked."""
+
+    return ObjectRef(mask(ref.api_version), mask(ref.kind), mask(ref.namespace), mask(ref.name))
 
 
 def health_of(document: Mapping[str, Any]) -> ReleaseHealth | None:

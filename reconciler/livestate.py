@@ -10,7 +10,7 @@ one GET per object, `WORKERS` at a time) plus one discovery GET per group versio
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 
 from reconciler import log
@@ -41,9 +41,12 @@ def read_live_state(
     desired: DesiredState,
     observed: Mapping[Key, ReleaseState],
     only: Collection[Key] | None = None,
+    *,
+    mask: Callable[[str], str],
 ) -> LiveState:
     """The live objects of every declared release whose latest revision is deployed (or of
-    those in `only`). Never raises for one release: see `problems`."""
+    those in `only`). Never raises for one release: see `problems`. `mask` hides
+    Secret-sourced values in what is logged (an error may quote the manifest)."""
 
     manifests: dict[Key, tuple[ManifestObject, ...]] = {}
     problems: dict[Key, str] = {}
@@ -62,7 +65,9 @@ def read_live_state(
             manifests[key] = _manifest_objects(kube, state)
         except ReconcilerError as error:
             problems[key] = str(error)
-            log.warning("cannot read a release's objects", release=release.name, error=str(error))
+            log.warning(
+                "cannot read a release's objects", release=release.name, error=mask(str(error))
+            )
     batches = [(key[0], accounts[key], objects) for key, objects in manifests.items()]
     live = read_live_as(kube, batches, Discovery(kube), workers=WORKERS)
     found = {key: tuple(objects) for key, objects in zip(manifests, live, strict=True)}

@@ -212,8 +212,9 @@ def observe(
     secrets = _secret_strings(cluster_values)
     # One read of every deployed release's live objects, judged for drift now and for
     # health after the pass (drift: off still reads them: health needs them).
-    live = read_live_state(kube, desired, observed) if full else LiveState()
-    drift = check_drift(kube, desired, observed, live, namespaces) if full else {}
+    mask = SecretMask(secrets)
+    live = read_live_state(kube, desired, observed, mask=mask) if full else LiveState()
+    drift = check_drift(kube, desired, observed, live, namespaces, mask=mask) if full else {}
     return Observation(desired, observed, secrets, index.unreadable, signer, drift, live)
 
 
@@ -374,7 +375,9 @@ def read_health(
 
     fresh = set(changed) - set(skip)
     again = (
-        read_live_state(kube, observation.desired, observation.observed, fresh)
+        read_live_state(
+            kube, observation.desired, observation.observed, fresh, mask=observation.mask
+        )
         if fresh
         else LiveState()
     )
