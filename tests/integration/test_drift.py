@@ -222,6 +222,23 @@ def test_an_ignore_rule_keeps_a_scaled_deployment_as_it_is(world: World, drifty_
     ]
 
 
+@pytest.mark.helm3
+def test_a_correction_of_other_drift_warns_it_resets_an_ignored_field(
+    world: World, drifty_chart: str
+) -> None:
+    one_release(world, ignore=[{"kind": "Deployment", "paths": ["/spec/replicas"]}])
+    world.testbed.kubectl("scale", "deployment", "web", "-n", world.namespace, "--replicas=3")
+    world.testbed.kubectl("delete", "configmap", "web-config", "-n", world.namespace)
+    code, document = world.plan("--full")
+    assert code == 2
+    [action] = document["actions"]
+    assert "web-config missing" in action["reason"]
+    assert (
+        "resets to the chart's what driftIgnore keeps: Deployment /spec/replicas"
+        in (action["reason"])
+    )
+
+
 def test_a_deployment_an_autoscaler_scales_is_never_scaled_back(
     world: World, drifty_chart: str
 ) -> None:
