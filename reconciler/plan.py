@@ -244,8 +244,9 @@ def _correction(
         # helm applies the chart's replicas with the rest; the autoscaler scales back.
         why += f" (resets replicas an autoscaler owns: {', '.join(live.autoscaled)})"
     if kept := _ignored_fields(release.drift_ignore):
-        # helm re-applies the whole chart: a field a rule keeps goes back to the chart's.
-        why += f" (resets to the chart's what driftIgnore keeps: {kept})"
+        # helm re-applies the whole chart, ignored fields included; the executor reads
+        # them before helm and sets them back after (reconciler.driftrepair.keep_steps).
+        why += f" (driftIgnore'd fields helm resets are set back after it: {kept})"
     failure = failures.get((release.namespace, release.name))
     steps = _unless_given_up(release, state, policy, now, failure, options, "upgrade", why)
     if isinstance(steps, Hold):

@@ -687,7 +687,7 @@ def test_a_correction_warns_it_resets_fields_a_drift_ignore_rule_keeps() -> None
         live_drift={("apps", "api"): LIVE_DRIFT},
     ).actions
     assert action.reason.endswith(
-        " (resets to the chart's what driftIgnore keeps: Deployment /spec/replicas,"
+        " (driftIgnore'd fields helm resets are set back after it: Deployment /spec/replicas,"
         " */api /metadata/annotations/x)"
     )
 
