@@ -35,10 +35,16 @@ from reconciler.model import DriftIgnore as IgnoreRule
 ALWAYS_IGNORED = ("/metadata/namespace", "/metadata/creationTimestamp", "/status")
 REPLICAS = "/spec/replicas"
 # Maps whose values the API server stores as a resource.Quantity in canonical form
-# (`resources.limits`, `resources.requests`, ResourceQuota `hard`, PV `capacity`,
-# RuntimeClass `overhead.podFixed`), and keys whose own value is one (emptyDir `sizeLimit`).
-QUANTITY_MAPS = frozenset({"limits", "requests", "hard", "capacity", "podFixed", "allocatable"})
-QUANTITY_LEAVES = frozenset({"sizeLimit"})
+# (`resources.limits`, `resources.requests`, ResourceQuota `hard`, PV `capacity`, Pod
+# `overhead`, RuntimeClass `overhead.podFixed`, LimitRange `limits[*]` bounds), and keys
+# whose own value is one (emptyDir `sizeLimit`, CSIStorageCapacity `maximumVolumeSize`).
+QUANTITY_MAPS = frozenset(
+    {
+        *("limits", "requests", "hard", "capacity", "overhead", "podFixed", "allocatable"),
+        *("max", "min", "default", "defaultRequest", "maxLimitRequestRatio"),
+    }
+)
+QUANTITY_LEAVES = frozenset({"sizeLimit", "maximumVolumeSize"})
 # Strings the API server keeps verbatim whatever they look like: never normalised.
 VERBATIM = re.compile(r"^/(?:data|stringData|binaryData)/|/env/\d+/value$")
 # Pointer-typed fields: a zero value (`false`, `0`) the chart sets is stored, not left out,

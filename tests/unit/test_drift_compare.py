@@ -128,6 +128,12 @@ def test_strings_the_server_keeps_verbatim_are_compared_verbatim() -> None:
     # Typed quantity fields are compared as quantities.
     claim = {"spec": {"resources": {"requests": {"storage": "1024Mi"}}}}
     assert diff_paths(claim, {"spec": {"resources": {"requests": {"storage": "1Gi"}}}}) == []
+    bounds = {"spec": {"limits": [{"type": "Container", "max": {"cpu": "0.5"}}]}}
+    assert (
+        diff_paths(bounds, {"spec": {"limits": [{"type": "Container", "max": {"cpu": "500m"}}]}})
+        == []
+    )
+    assert diff_paths({"overhead": {"cpu": "0.25"}}, {"overhead": {"cpu": "250m"}}) == []
     volume = {"emptyDir": {"sizeLimit": "0.5Gi"}}
     assert diff_paths(volume, {"emptyDir": {"sizeLimit": "512Mi"}}) == []
 
