@@ -3,10 +3,13 @@
 Pure functions over a manifest object and its live counterpart. Only the fields the
 manifest sets are compared (what other controllers add, defaults included, is not
 drift), after undoing what the API server does to a field on its way in: zero values
-left out (`{}`, `[]`, `""`, `false`, `0`, null), quantities rewritten (`0.5` ->
-`500m`, `1024Mi` -> `1Gi`), durations (`1m` -> `1m0s`), a Secret's `stringData`
-moved into `data` (base64), a number given as a string. A freshly installed release
-therefore shows no drift, and a change by hand to any field the chart sets does.
+left out (`{}`, `[]`, `""`, `false`, `0`, null; kept for pointer fields, see
+`POINTER_KEYS`), quantities rewritten in typed quantity fields only (`0.5` -> `500m`,
+`1024Mi` -> `1Gi`), a Secret's `stringData` moved into `data` (base64), a number given as
+a string. Strings elsewhere (ConfigMap and Secret data, env values, any duration-like
+text) are compared as they are: the API server keeps them verbatim. Fields a Kubernetes
+controller owns by design (see `owned_paths`) are never compared. A freshly installed
+release therefore shows no drift, and a change by hand to any field the chart sets does.
 
 Findings name JSON pointer paths only, never values: a Secret's data must never reach a
 message, and no other value needs to.
@@ -31,9 +34,42 @@ from reconciler.model import DriftIgnore as IgnoreRule
 # cluster-scoped kind is dropped by the server) and what controllers report.
 ALWAYS_IGNORED = ("/metadata/namespace", "/metadata/creationTimestamp", "/status")
 REPLICAS = "/spec/replicas"
-# Keys under which the API server stores a resource.Quantity in canonical form.
-QUANTITY_KEYS = frozenset(
-    {"limits", "requests", "hard", "capacity", "overhead", "sizeLimit", "storage", "allocatable"}
+# Maps whose values the API server stores as a resource.Quantity in canonical form
+# (`resources.limits`, `resources.requests`, ResourceQuota `hard`, PV `capacity`, Pod
+# `overhead`, RuntimeClass `overhead.podFixed`, LimitRange `limits[*]` bounds), and keys
+# whose own value is one (emptyDir `sizeLimit`, CSIStorageCapacity `maximumVolumeSize`).
+QUANTITY_MAPS = frozenset(
+    {
+        *("limits", "requests", "hard", "capacity", "overhead", "podFixed", "allocatable"),
+        *("max", "min", "default", "defaultRequest", "maxLimitRequestRatio"),
+    }
+)
+QUANTITY_LEAVES = frozenset({"sizeLimit", "maximumVolumeSize"})
+# Strings the API server keeps verbatim whatever they look like: never normalised.
+VERBATIM = re.compile(r"^/(?:data|stringData|binaryData)/|/env/\d+/value$")
+# Pointer-typed fields: a zero value (`false`, `0`) the chart sets is stored, not left out,
+# and removing it changes the meaning (`allowPrivilegeEscalation` then defaults to true).
+POINTER_KEYS = frozenset(
+    {
+        "allowPrivilegeEscalation",
+        "automountServiceAccountToken",
+        "enableServiceLinks",
+        "fsGroup",
+        "hostUsers",
+        "privileged",
+        "readOnlyRootFilesystem",
+        "runAsGroup",
+        "runAsNonRoot",
+        "runAsUser",
+        "setHostnameAsFQDN",
+        "shareProcessNamespace",
+    }
+)
+# Annotations by which cert-manager's CA injector owns a `caBundle` the chart may set.
+CA_INJECTION = (
+    "cert-manager.io/inject-ca-from",
+    "cert-manager.io/inject-ca-from-secret",
+    "cert-manager.io/inject-apiserver-ca",
 )
 _QUANTITY = re.compile(
     r"^([+-]?(?:\d+\.?\d*|\.\d+))(?:[eE]([+-]?\d+))?(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?$"
@@ -44,12 +80,6 @@ _SUFFIX = {
     "P": Decimal("1e15"), "E": Decimal("1e18"),
     "Ki": Decimal(2**10), "Mi": Decimal(2**20), "Gi": Decimal(2**30), "Ti": Decimal(2**40),
     "Pi": Decimal(2**50), "Ei": Decimal(2**60),
-}  # fmt: skip
-_DURATION = re.compile(r"^(?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h))+$")
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
-_DURATION_UNIT = {
-    "ns": Decimal("1e-9"), "us": Decimal("1e-6"), "µs": Decimal("1e-6"), "ms": Decimal("1e-3"),
-    "s": Decimal(1), "m": Decimal(60), "h": Decimal(3600),
 }  # fmt: skip
 # A status row, Event or helm description names at most this many characters of drift.
 SUMMARY_LIMIT = 2000
@@ -137,7 +167,11 @@ def release_drift(
         if too_deep(obj.body) or too_deep(item.live):
             unreadable.append(f"{obj.ref}: nested more than {MAX_DEPTH} levels, not compared")
             continue
-        ignored = [*ALWAYS_IGNORED, *_rule_paths(rules, obj.kind, obj.name)]
+        ignored = [
+            *ALWAYS_IGNORED,
+            *owned_paths(obj.kind, obj.body),
+            *_rule_paths(rules, obj.kind, obj.name),
+        ]
         scaled = (obj.namespace, obj.kind, obj.name) in autoscaled
         if scaled:
             ignored.append(REPLICAS)
@@ -147,6 +181,28 @@ def release_drift(
         if paths:
             objects.append(ObjectDrift(obj.ref, paths=tuple(paths)))
     return LiveDrift(tuple(objects), tuple(unreadable), tuple(reset))
+
+
+def owned_paths(kind: str, body: Mapping[str, Any]) -> list[str]:
+    """JSON pointers of fields a controller owns by design though a chart may set them:
+    an aggregated ClusterRole's `rules` (the aggregation controller fills them), and a
+    `caBundle` cert-manager's CA injector fills when the object asks for it by annotation.
+    Never drift; `/spec/replicas` under an autoscaler is handled by `release_drift`."""
+
+    paths: list[str] = []
+    if kind == "ClusterRole" and body.get("aggregationRule") is not None:
+        paths.append("/rules")
+    annotations = mapping(mapping(body.get("metadata")).get("annotations"))
+    if any(key in annotations for key in CA_INJECTION):
+        if kind in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"):
+            hooks = body.get("webhooks")
+            count = len(hooks) if isinstance(hooks, list) else 0
+            paths += [f"/webhooks/{i}/clientConfig/caBundle" for i in range(count)]
+        elif kind == "CustomResourceDefinition":
+            paths.append("/spec/conversion/webhook/clientConfig/caBundle")
+        elif kind == "APIService":
+            paths.append("/spec/caBundle")
+    return paths
 
 
 def hpa_targets(autoscalers: Iterable[Mapping[str, Any]]) -> set[tuple[str, str, str]]:
@@ -187,7 +243,7 @@ def _diff(
         for key, value in want.items():
             child = f"{path}/{_escape(str(key))}"
             if have.get(key) is None:
-                if not _zero(value) and child not in ignored:
+                if (not _zero(value) or _kept(key, value)) and child not in ignored:
                     found.append(child)
                 continue
             _diff(value, have[key], child, ignored, found, depth + 1)
@@ -208,6 +264,12 @@ def _zero(value: Any) -> bool:
     return value is None or value is False or (not isinstance(value, bool) and not value)
 
 
+def _kept(key: Any, value: Any) -> bool:
+    """A zero value the API server stores (a pointer field's `false` or `0`)."""
+
+    return key in POINTER_KEYS and (value is False or (_is_number(value) and value == 0))
+
+
 def _same_scalar(want: Any, have: Any, path: str) -> bool:
     if isinstance(want, _Decoded):
         return bool(want == have)
@@ -217,15 +279,23 @@ def _same_scalar(want: Any, have: Any, path: str) -> bool:
         return str(want).lower() == str(have).lower()
     if _is_number(want) and _is_number(have):
         return bool(want == have)
-    keys = path.rsplit("/", 3)[1:]
-    if any(key in QUANTITY_KEYS for key in keys):
+    if VERBATIM.search(path):
+        return False
+    if _quantity_field(path):
         mine, theirs = _quantity(want), _quantity(have)
         if mine is not None and mine == theirs:
             return True
     if isinstance(want, str) and isinstance(have, str):
-        return _duration(want) is not None and _duration(want) == _duration(have)
+        return False
     # A number the chart wrote where the API keeps a string (or the other way round).
     return _is_number(want) != _is_number(have) and _number_text(want) == _number_text(have)
+
+
+def _quantity_field(path: str) -> bool:
+    parts = path.rsplit("/", 2)
+    return (len(parts) == 3 and _unescape(parts[1]) in QUANTITY_MAPS) or (
+        _unescape(parts[-1]) in QUANTITY_LEAVES
+    )
 
 
 def _is_number(value: Any) -> bool:
@@ -251,15 +321,6 @@ def _quantity(value: Any) -> Decimal | None:
     except (InvalidOperation, ValueError):
         return None
     return number * _SUFFIX[match[3] or ""]
-
-
-def _duration(text: str) -> Decimal | None:
-    if not _DURATION.match(text):
-        return None
-    return sum(
-        (Decimal(n) * _DURATION_UNIT[unit] for n, unit in _DURATION_PART.findall(text)),
-        Decimal(0),
-    )
 
 
 def _as_stored(kind: str, body: Mapping[str, Any]) -> Mapping[str, Any]:

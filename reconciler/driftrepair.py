@@ -10,7 +10,7 @@ release's ServiceAccount; helm then applies the rest as usual.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from reconciler.errors import ReconcilerError
 from reconciler.kube import Kube, as_release_account
 from reconciler.liveobjects import Discovery
 from reconciler.manifest import ManifestError, ManifestObject, parse
+from reconciler.model import DriftIgnore
 from reconciler.plan import Action, Key
 
 JSON_PATCH = "application/json-patch+json"
@@ -28,9 +29,12 @@ NOT_REPAIRED = frozenset({"Secret"})
 Repairs = Mapping[Key, Sequence[tuple[ManifestObject, list[dict[str, Any]]]]]
 
 
-def list_patch(body: Mapping[str, Any], paths: Sequence[str]) -> list[dict[str, Any]]:
+def list_patch(
+    body: Mapping[str, Any], paths: Sequence[str], ignored: Sequence[str] = ()
+) -> list[dict[str, Any]]:
     """JSON Patch operations setting each outermost list that holds a drifted path to the
-    manifest's value (`add` replaces an existing member). Paths outside lists: none."""
+    manifest's value (`add` replaces an existing member). Paths outside lists: none. A list
+    that holds an `ignored` path (a driftIgnore rule's) is left as it is."""
 
     ops: dict[str, dict[str, Any]] = {}
     for path in paths:
@@ -38,6 +42,8 @@ def list_patch(body: Mapping[str, Any], paths: Sequence[str]) -> list[dict[str, 
         if found is None:
             continue
         prefix, value = found
+        if any(p.startswith(prefix + "/") or prefix.startswith(p + "/") for p in ignored):
+            continue
         if any(prefix == p or prefix.startswith(p + "/") for p in ops):
             continue
         ops[prefix] = {"op": "add", "path": prefix, "value": value}
@@ -62,10 +68,13 @@ def _outermost_list(body: Mapping[str, Any], path: str) -> tuple[str, Any] | Non
 
 
 def repairs_of(
-    drifted: Mapping[Key, LiveDrift], manifests: Mapping[Key, str]
+    drifted: Mapping[Key, LiveDrift],
+    manifests: Mapping[Key, str],
+    rules: Mapping[Key, Sequence[DriftIgnore]] | None = None,
 ) -> dict[Key, list[tuple[ManifestObject, list[dict[str, Any]]]]]:
     """For each drifted release, the objects whose lists must be set back, with the ops.
-    `manifests`: the deployed manifest of each release (the text helm recorded)."""
+    `manifests`: the deployed manifest of each release (the text helm recorded); `rules`:
+    each release's driftIgnore rules (a list holding an ignored path is not set back)."""
 
     found: dict[Key, list[tuple[ManifestObject, list[dict[str, Any]]]]] = {}
     for key, drift in drifted.items():
@@ -77,7 +86,8 @@ def repairs_of(
         except ManifestError:
             continue  # drift could not have been found in it either
         for obj in objects:
-            ops = list_patch(obj.body, edited.get(obj.ref, ()))
+            ignored = _ignored(obj, (rules or {}).get(key, ()))
+            ops = list_patch(obj.body, edited.get(obj.ref, ()), ignored)
             if ops and obj.kind not in NOT_REPAIRED:
                 found.setdefault(key, []).append((obj, ops))
     return found
@@ -113,3 +123,102 @@ def repair_step(kube: Kube | None, repairs: Repairs) -> Callable[[Action, Path |
         return f"lists set back to the chart's in {', '.join(done)}" if done else ""
 
     return prepare
+
+
+def _ignored(obj: ManifestObject, rules: Sequence[DriftIgnore]) -> list[str]:
+    return [p.rstrip("/") for r in rules if r.applies(obj.kind, obj.name) for p in r.paths]
+
+
+def kept_of(
+    drifted: Iterable[Key],
+    manifests: Mapping[Key, str],
+    rules: Mapping[Key, Sequence[DriftIgnore]],
+) -> dict[Key, list[tuple[ManifestObject, list[str]]]]:
+    """For each drifted release, the objects whose driftIgnore'd paths the chart sets (a
+    correction's helm upgrade resets them), with those paths."""
+
+    found: dict[Key, list[tuple[ManifestObject, list[str]]]] = {}
+    for key in drifted:
+        if not rules.get(key) or key not in manifests:
+            continue
+        try:
+            objects = parse(manifests[key], key[0])
+        except ManifestError:
+            continue
+        for obj in objects:
+            paths = [p for p in _ignored(obj, rules[key]) if _at(obj.body, p)[0]]
+            if paths:
+                found.setdefault(key, []).append((obj, paths))
+    return found
+
+
+def keep_steps(
+    kube: Kube | None, kept: Mapping[Key, Sequence[tuple[ManifestObject, list[str]]]]
+) -> tuple[Callable[[Action, Path | None], str], Callable[[Action], None]]:
+    """(`prepare` hook, `verify` hook) keeping driftIgnore'd fields through a correction:
+    before helm, their live values are read; after helm's upgrade, set back with one JSON
+    Patch per object, as the release's ServiceAccount. Raises ReconcilerError (failing the
+    attempt) when the API server refuses a read or patch."""
+
+    planned: dict[Key, list[tuple[str, str, list[str]]]] = {}
+    if kube is not None:
+        discovery = Discovery(kube)
+        for key, objects in kept.items():
+            for obj, paths in objects:
+                where = discovery.resolve(obj.api_version, obj.kind)
+                if where is not None:
+                    planned.setdefault(key, []).append(
+                        (obj.ref, where.path(obj.namespace, obj.name), paths)
+                    )
+    saved: dict[Key, list[tuple[str, str, list[dict[str, Any]]]]] = {}
+
+    def before(action: Action, archive: Path | None) -> str:
+        if kube is None or not action.correction:
+            return ""
+        acting = as_release_account(kube, action.namespace, action.service_account)
+        ops = []
+        for ref, path, paths in planned.get(action.key, ()):
+            try:
+                live = acting.get(path)
+            except ReconcilerError as error:
+                raise ReconcilerError(
+                    f"cannot read {ref} to keep its driftIgnore'd fields: {error}"
+                ) from None
+            if live is not None:
+                ops.append((ref, path, [_keep(live, p) for p in paths]))
+        saved[action.key] = ops
+        return ""
+
+    def after(action: Action) -> None:
+        if kube is None or not action.correction:
+            return
+        acting = as_release_account(kube, action.namespace, action.service_account)
+        for ref, path, ops in saved.pop(action.key, ()):
+            try:
+                acting.request("PATCH", path, body=ops, content_type=JSON_PATCH)
+            except ReconcilerError as error:
+                raise ReconcilerError(
+                    f"cannot set back the driftIgnore'd fields of {ref}: {error}"
+                ) from None
+
+    return before, after
+
+
+def _keep(live: Mapping[str, Any], path: str) -> dict[str, Any]:
+    """The JSON Patch operation that sets `path` back to its live value (or removes it)."""
+
+    found, value = _at(live, path)
+    return {"op": "add", "path": path, "value": value} if found else {"op": "remove", "path": path}
+
+
+def _at(body: Any, pointer: str) -> tuple[bool, Any]:
+    node = body
+    for token in pointer.split("/")[1:]:
+        key = token.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, Mapping) and node.get(key) is not None:
+            node = node[key]
+        elif isinstance(node, list) and key.isdigit() and int(key) < len(node):
+            node = node[int(key)]
+        else:
+            return False, None
+    return True, node

@@ -325,8 +325,6 @@ def _deployment(obj: JsonObject) -> Verdict:
 
 
 def _statefulset(obj: JsonObject) -> Verdict:
-    if _get(obj, "spec", "updateStrategy", "type") == "OnDelete":
-        return "Current", ""
     want = _int(obj, ("spec", "replicas"), 1)
     replicas = _int(obj, ("status", "replicas"), 0)
     ready = _int(obj, ("status", "readyReplicas"), 0)
@@ -339,6 +337,10 @@ def _statefulset(obj: JsonObject) -> Verdict:
         return "InProgress", f"Ready: {ready}/{want}"
     if replicas > want:
         return "InProgress", f"Pending termination: {replicas - want}"
+    # OnDelete: Pods take a new template only when someone deletes them, so an old
+    # revision is expected; readiness above is still required.
+    if _get(obj, "spec", "updateStrategy", "type") == "OnDelete":
+        return "Current", ""
     if partition != -1:
         if updated < want - partition:
             return "InProgress", f"Updated: {updated}/{want - partition} (partitioned rollout)"
@@ -359,6 +361,8 @@ def _daemonset(obj: JsonObject) -> Verdict:
     desired = _int(obj, ("status", "desiredNumberScheduled"), -1)
     if desired == -1:
         return "InProgress", "no status.desiredNumberScheduled yet"
+    # OnDelete: Pods take a new template only when deleted; old Pods may stay, ready.
+    on_delete = _get(obj, "spec", "updateStrategy", "type") == "OnDelete"
     for field, label in (
         ("currentNumberScheduled", "Scheduled"),
         ("updatedNumberScheduled", "Updated"),
@@ -366,7 +370,7 @@ def _daemonset(obj: JsonObject) -> Verdict:
         ("numberReady", "Ready"),
     ):
         have = _int(obj, ("status", field), 0)
-        if desired > have:
+        if desired > have and not (on_delete and label == "Updated"):
             return "InProgress", f"{label}: {have}/{desired}"
     return "Current", ""
 

@@ -20,6 +20,7 @@ from reconciler.model import (
     SERVICE_ACCOUNT_NAME,
     DesiredRelease,
     DesiredState,
+    DriftIgnore,
     Policy,
 )
 from reconciler.observe import PENDING, ReleaseState, Revision
@@ -242,11 +243,27 @@ def _correction(
     if live.autoscaled:
         # helm applies the chart's replicas with the rest; the autoscaler scales back.
         why += f" (resets replicas an autoscaler owns: {', '.join(live.autoscaled)})"
+    if kept := _ignored_fields(release.drift_ignore):
+        # helm re-applies the whole chart, ignored fields included; the executor reads
+        # them before helm and sets them back after (reconciler.driftrepair.keep_steps).
+        why += f" (driftIgnore'd fields helm resets are set back after it: {kept})"
     failure = failures.get((release.namespace, release.name))
     steps = _unless_given_up(release, state, policy, now, failure, options, "upgrade", why)
     if isinstance(steps, Hold):
         return steps
     return [dataclasses.replace(step, correction=True) for step in steps]
+
+
+def _ignored_fields(rules: Sequence[DriftIgnore], limit: int = 6) -> str:
+    """`Deployment /spec/replicas, */metadata/labels/x` for a correction's reason."""
+
+    fields = [
+        f"{rule.kind}{'/' + rule.name if rule.name else ''} {path}"[:120]
+        for rule in rules
+        for path in rule.paths
+    ]
+    more = f" and {len(fields) - limit} more" if len(fields) > limit else ""
+    return ", ".join(fields[:limit]) + more
 
 
 def _out_of_reach(

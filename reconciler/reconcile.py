@@ -18,7 +18,7 @@ from reconciler.desired import ClusterValues, cluster_values_from_data, desired_
 from reconciler.drift import LiveDrift
 from reconciler.drift import masked as masked_drift
 from reconciler.driftcheck import check_drift
-from reconciler.driftrepair import repair_step, repairs_of
+from reconciler.driftrepair import keep_steps, kept_of, repair_step, repairs_of
 from reconciler.errors import ReconcilerError
 from reconciler.execute import Outcome, Proof, execute
 from reconciler.health import ReleaseHealth, masked
@@ -304,8 +304,20 @@ def apply_pass(
         for key, state in observation.observed.items()
         if state.detail is not None and state.detail.manifest
     }
-    repairs = repairs_of({d.key: d.drift for d in the_plan.drifted}, manifests)
-    prepare = _in_turn(crd_prepare, repair_step(kube, repairs) if repairs else _nothing)
+    rules = {
+        (r.namespace, r.name): r.drift_ignore
+        for r in observation.desired.releases
+        if r.drift_ignore
+    }
+    repairs = repairs_of({d.key: d.drift for d in the_plan.drifted}, manifests, rules)
+    # A correction re-applies the whole chart: fields a driftIgnore rule keeps are read
+    # before helm and set back after it.
+    keep_before, keep_after = keep_steps(
+        kube, kept_of([d.key for d in the_plan.drifted], manifests, rules)
+    )
+    prepare = _in_turn(
+        crd_prepare, repair_step(kube, repairs) if repairs else _nothing, keep_before
+    )
     verify: Callable[[Action], None] = _unverified
     if kube is not None:
         verify = HealthVerifier(
@@ -326,7 +338,7 @@ def apply_pass(
         probe if kube else None,
         namespace,
         proof,
-        verify=_chained(verify, test_gate(helm, policy, kube)),
+        verify=_chained(keep_after, verify, test_gate(helm, policy, kube)),
         prepare=prepare,
         check=check,
     )

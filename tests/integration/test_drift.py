@@ -222,6 +222,28 @@ def test_an_ignore_rule_keeps_a_scaled_deployment_as_it_is(world: World, drifty_
     ]
 
 
+@pytest.mark.helm3
+def test_a_correction_of_other_drift_keeps_an_ignored_field(
+    world: World, drifty_chart: str
+) -> None:
+    one_release(world, ignore=[{"kind": "Deployment", "paths": ["/spec/replicas"]}])
+    world.testbed.kubectl("scale", "deployment", "web", "-n", world.namespace, "--replicas=3")
+    world.testbed.kubectl("delete", "configmap", "web-config", "-n", world.namespace)
+    code, document = world.plan("--full")
+    assert code == 2
+    [action] = document["actions"]
+    assert "web-config missing" in action["reason"]
+    assert (
+        "driftIgnore'd fields helm resets are set back after it: Deployment /spec/replicas"
+        in (action["reason"])
+    )
+    code, _, stderr = world.apply("--full")
+    assert code == 0, stderr
+    assert exists(world, "configmaps/web-config")
+    assert replicas(world) == 3, "the correction set the ignored replicas back"
+    assert world.plan("--full")[0] == 0
+
+
 def test_a_deployment_an_autoscaler_scales_is_never_scaled_back(
     world: World, drifty_chart: str
 ) -> None:

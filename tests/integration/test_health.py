@@ -278,3 +278,47 @@ def test_the_daemon_reports_a_later_crash_loop_in_metrics_and_an_event(
     assert unhealthy, "a Warning Event when a resync finds the release Degraded"
     assert unhealthy[0].startswith(f"{world.namespace}/web: Healthy -> Degraded: Deployment ")
     assert "CrashLoopBackOff" in unhealthy[0]
+
+
+ON_DELETE = """\
+apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: {{ .Release.Name }}-db
+spec:
+  serviceName: {{ .Release.Name }}-db
+  replicas: 1
+  updateStrategy: {type: OnDelete}
+  selector:
+    matchLabels: {app: {{ .Release.Name }}-db}
+  template:
+    metadata:
+      labels: {app: {{ .Release.Name }}-db}
+      annotations: {%s: {{ .Values.podBehaviour | quote }}}
+    spec:
+      containers:
+        - {name: db, image: registry.k8s.io/pause:3.10}
+"""
+
+
+def test_an_on_delete_statefulset_is_healthy_only_once_its_pods_are_ready(
+    world: World, publish_chart: Any, tmp_path: Path
+) -> None:
+    root = tmp_path / "ondelete"
+    (root / "templates").mkdir(parents=True)
+    (root / "Chart.yaml").write_text("apiVersion: v2\nname: ondelete\nversion: 0.1.0\n")
+    (root / "values.yaml").write_text('podBehaviour: ""\n')
+    (root / "templates" / "sts.yaml").write_text(ON_DELETE % POD_BEHAVIOUR)
+    publish_chart(root, "0.1.0", helm=world.helm_name)
+    world.repo.project("web", world.namespace, chart="ondelete")
+    world.repo.release(world.installation, "web", version="0.1.0", values={
+        "podBehaviour": NEVER_READY})  # fmt: skip
+    world.repo.installation(world.installation, policy=policy(remediation="none"))
+    world.repo.commit("never ready")
+    code, document, _ = world.apply()
+    assert code == 1
+    assert document["outcomes"][0]["result"] == "failed"
+    assert "Ready: 0/1" in document["outcomes"][0]["message"]
+    row = status_rows(world)["web"]
+    assert row["health"] == "Progressing"
+    assert row["unhealthy"][0]["message"] == "Ready: 0/1"

@@ -108,14 +108,75 @@ def test_a_different_quantity_is_drift_an_equal_one_is_not() -> None:
     assert diff_paths(DEPLOYMENT, live) == ["/spec/template/spec/containers/0/resources/limits/cpu"]
 
 
-def test_numbers_as_strings_durations_and_keys_with_slashes() -> None:
-    want = {"a": {"x/y": 80, "t": "1m", "b": True}}
-    assert diff_paths(want, {"a": {"x/y": "80", "t": "1m0s", "b": "true"}}) == []
-    assert diff_paths(want, {"a": {"x/y": "81", "t": "2m", "b": False}}) == [
-        "/a/x~1y",
-        "/a/t",
-        "/a/b",
+def test_numbers_as_strings_and_keys_with_slashes() -> None:
+    want = {"a": {"x/y": 80, "b": True}}
+    assert diff_paths(want, {"a": {"x/y": "80", "b": "true"}}) == []
+    assert diff_paths(want, {"a": {"x/y": "81", "b": False}}) == ["/a/x~1y", "/a/b"]
+
+
+def test_strings_the_server_keeps_verbatim_are_compared_verbatim() -> None:
+    # No built-in field is stored as a reformatted duration; data and env never are.
+    assert diff_paths({"data": {"t": "1h"}}, {"data": {"t": "3600s"}}) == ["/data/t"]
+    assert diff_paths({"data": {"storage": "1Gi"}}, {"data": {"storage": "1024Mi"}}) == [
+        "/data/storage"
     ]
+    env = {"env": [{"name": "T", "value": "1m"}]}
+    assert diff_paths(env, {"env": [{"name": "T", "value": "1m0s"}]}) == ["/env/0/value"]
+    assert diff_paths({"spec": {"interval": "1m"}}, {"spec": {"interval": "60s"}}) == [
+        "/spec/interval"
+    ]
+    # Typed quantity fields are compared as quantities.
+    claim = {"spec": {"resources": {"requests": {"storage": "1024Mi"}}}}
+    assert diff_paths(claim, {"spec": {"resources": {"requests": {"storage": "1Gi"}}}}) == []
+    bounds = {"spec": {"limits": [{"type": "Container", "max": {"cpu": "0.5"}}]}}
+    assert (
+        diff_paths(bounds, {"spec": {"limits": [{"type": "Container", "max": {"cpu": "500m"}}]}})
+        == []
+    )
+    assert diff_paths({"overhead": {"cpu": "0.25"}}, {"overhead": {"cpu": "250m"}}) == []
+    volume = {"emptyDir": {"sizeLimit": "0.5Gi"}}
+    assert diff_paths(volume, {"emptyDir": {"sizeLimit": "512Mi"}}) == []
+
+
+def test_a_removed_zero_valued_pointer_field_is_drift_an_omitted_plain_one_is_not() -> None:
+    want = {
+        "automountServiceAccountToken": False,
+        "hostNetwork": False,
+        "securityContext": {"runAsUser": 0, "allowPrivilegeEscalation": False, "procMount": ""},
+    }
+    assert diff_paths(want, {"automountServiceAccountToken": False, "securityContext": {
+        "runAsUser": 0, "allowPrivilegeEscalation": False}}) == []  # fmt: skip
+    assert diff_paths(want, {"securityContext": {}}) == [
+        "/automountServiceAccountToken",
+        "/securityContext/runAsUser",
+        "/securityContext/allowPrivilegeEscalation",
+    ]
+
+
+def test_fields_a_controller_owns_are_never_drift() -> None:
+    role: dict[str, Any] = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": "agg"},
+        "aggregationRule": {"clusterRoleSelectors": [{"matchLabels": {"a": "1"}}]},
+        "rules": [],
+    }
+    filled = {**role, "rules": [{"verbs": ["get"], "resources": ["pods"], "apiGroups": [""]}]}
+    found = [LiveObject(_obj("ClusterRole", role, "agg"), filled)]
+    assert not release_drift(found).drifted
+    plain = {k: v for k, v in role.items() if k != "aggregationRule"}
+    assert release_drift([LiveObject(_obj("ClusterRole", plain, "agg"), filled)]).drifted
+    hook: dict[str, Any] = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": "h", "annotations": {"cert-manager.io/inject-ca-from": "ns/c"}},
+        "webhooks": [{"name": "a.example.com", "clientConfig": {"caBundle": "Cg=="}}],
+    }
+    injected = {
+        **hook,
+        "webhooks": [{"name": "a.example.com", "clientConfig": {"caBundle": "AA=="}}],
+    }
+    assert not release_drift([LiveObject(_obj(hook["kind"], hook, "h"), injected)]).drifted
 
 
 def _obj(kind: str, body: dict[str, Any], name: str = "web") -> ManifestObject:

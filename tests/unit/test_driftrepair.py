@@ -41,3 +41,12 @@ def test_escaped_keys_are_followed() -> None:
     assert list_patch(body, ["/metadata/annotations/a~1b"]) == []
     [op] = list_patch(body, ["/data/k~0x/0"])
     assert op["path"] == "/data/k~0x"
+
+
+def test_a_list_holding_an_ignored_path_is_not_set_back() -> None:
+    body = {"spec": {"containers": [{"name": "a", "image": "x"}], "ports": [{"port": 80}]}}
+    drifted = ["/spec/containers/0/image", "/spec/ports/0/port"]
+    ignored = ["/spec/containers/0/image"]
+    assert list_patch(body, drifted, ignored) == [
+        {"op": "add", "path": "/spec/ports", "value": [{"port": 80}]}
+    ]

@@ -77,6 +77,11 @@ def daemonset(**status: Any) -> dict[str, Any]:
     }
 
 
+def on_delete(obj: dict[str, Any]) -> dict[str, Any]:
+    obj.setdefault("spec", {})["updateStrategy"] = {"type": "OnDelete"}
+    return obj
+
+
 def with_conditions(obj: dict[str, Any], *conditions: dict[str, Any]) -> dict[str, Any]:
     obj["status"]["conditions"] = list(conditions)
     return obj
@@ -141,7 +146,37 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
         "InProgress",
         "update revision",
     ),
+    (
+        "statefulset on-delete not ready",
+        on_delete(statefulset(readyReplicas=0, currentReplicas=0)),
+        "InProgress",
+        "Ready: 0/2",
+    ),
+    (
+        "statefulset on-delete short of replicas",
+        on_delete(statefulset(replicas=1, readyReplicas=1)),
+        "InProgress",
+        "Replicas: 1/2",
+    ),
+    (
+        "statefulset on-delete old revision, all ready",
+        on_delete(statefulset(updateRevision="db-2", updatedReplicas=0)),
+        "Current",
+        "",
+    ),
     ("daemonset ready", daemonset(), "Current", ""),
+    (
+        "daemonset on-delete not available",
+        on_delete(daemonset(numberAvailable=1, numberReady=1)),
+        "InProgress",
+        "Available: 1/3",
+    ),
+    (
+        "daemonset on-delete old Pods ready",
+        on_delete(daemonset(updatedNumberScheduled=0)),
+        "Current",
+        "",
+    ),
     ("daemonset not ready", daemonset(numberReady=2), "InProgress", "Ready: 2/3"),
     (
         "daemonset never observed",

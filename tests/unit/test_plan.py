@@ -17,6 +17,7 @@ from reconciler.model import (
     ChartRef,
     DesiredRelease,
     DesiredState,
+    DriftIgnore,
     Policy,
 )
 from reconciler.observe import ReleaseDetail, ReleaseState, Revision
@@ -671,6 +672,24 @@ def test_live_drift_per_policy(policy: str) -> None:
         assert result.in_sync == (("apps", "api"),)
     assert [d.policy for d in result.drifted] == ([] if policy == "off" else [policy])
     assert result.changes_pending == (policy != "off")
+
+
+def test_a_correction_warns_it_resets_fields_a_drift_ignore_rule_keeps() -> None:
+    rules = (
+        DriftIgnore("Deployment", ("/spec/replicas",)),
+        DriftIgnore("*", ("/metadata/annotations/x",), name="api"),
+    )
+    rel = dataclasses.replace(release(), drift_ignore=rules)
+    [action] = plan(
+        desired(rel),
+        {("apps", "api"): deployed(rel)},
+        NOW,
+        live_drift={("apps", "api"): LIVE_DRIFT},
+    ).actions
+    assert action.reason.endswith(
+        " (driftIgnore'd fields helm resets are set back after it: Deployment /spec/replicas,"
+        " */api /metadata/annotations/x)"
+    )
 
 
 def test_a_failed_correction_backs_off_like_any_attempt() -> None:
