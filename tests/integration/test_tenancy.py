@@ -521,7 +521,7 @@ def crd_reader(testbed: Any, team: str) -> str:
          "metadata": {"name": name},
          "rules": [{"apiGroups": ["apiextensions.k8s.io"],
                     "resources": ["customresourcedefinitions"],
-                    "verbs": ["get", "list", "create", "patch"]}]},
+                    "verbs": ["get", "list", "watch", "create", "patch"]}]},
     )  # fmt: skip
     testbed.admin.ensure(
         f"{RBAC}/clusterrolebindings",
