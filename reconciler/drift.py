@@ -131,7 +131,7 @@ def masked(drift: LiveDrift, mask: Callable[[str], str]) -> LiveDrift:
 
     def path(pointer: str) -> str:
         keys = pointer.split("/")
-        hidden = [mask(_unescape(key)) != _unescape(key) for key in keys]
+        hidden = [mask(unescape(key)) != unescape(key) for key in keys]
         return mask("/".join(MASKED if h else key for key, h in zip(keys, hidden, strict=True)))
 
     return LiveDrift(
@@ -293,8 +293,8 @@ def _same_scalar(want: Any, have: Any, path: str) -> bool:
 
 def _quantity_field(path: str) -> bool:
     parts = path.rsplit("/", 2)
-    return (len(parts) == 3 and _unescape(parts[1]) in QUANTITY_MAPS) or (
-        _unescape(parts[-1]) in QUANTITY_LEAVES
+    return (len(parts) == 3 and unescape(parts[1]) in QUANTITY_MAPS) or (
+        unescape(parts[-1]) in QUANTITY_LEAVES
     )
 
 
@@ -377,19 +377,32 @@ def _rule_paths(rules: Sequence[IgnoreRule], kind: str, name: str) -> list[str]:
 
 
 def _has(body: Mapping[str, Any], pointer: str) -> bool:
-    node: Any = body
-    for part in pointer.strip("/").split("/"):
-        if not isinstance(node, dict) or node.get(part) is None:
-            return False
-        node = node[part]
-    return True
+    return pointer_get(body, pointer)[0]
+
+
+def pointer_get(body: Any, pointer: str) -> tuple[bool, Any]:
+    """(found, value) at JSON pointer `pointer` (RFC 6901) in `body`; a null value counts
+    as absent, as the API server leaves null fields out."""
+
+    node = body
+    for token in pointer.split("/")[1:]:
+        key = unescape(token)
+        if isinstance(node, Mapping) and node.get(key) is not None:
+            node = node[key]
+        elif isinstance(node, list) and key.isdigit() and int(key) < len(node):
+            node = node[int(key)]
+        else:
+            return False, None
+    return True, node
 
 
 def _escape(key: str) -> str:
     return key.replace("~", "~0").replace("/", "~1")
 
 
-def _unescape(key: str) -> str:
+def unescape(key: str) -> str:
+    """A JSON pointer token as the key it stands for (`~1` is `/`, `~0` is `~`)."""
+
     return key.replace("~1", "/").replace("~0", "~")
 
 

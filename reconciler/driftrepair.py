@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from reconciler.drift import LiveDrift
+from reconciler.drift import LiveDrift, pointer_get, unescape
 from reconciler.errors import ReconcilerError
 from reconciler.kube import Kube, as_release_account
 from reconciler.liveobjects import Discovery
@@ -25,6 +25,8 @@ from reconciler.plan import Action, Key
 JSON_PATCH = "application/json-patch+json"
 # A Secret holds no lists, and its manifest may say stringData where the cluster has data.
 NOT_REPAIRED = frozenset({"Secret"})
+
+T = TypeVar("T")
 
 Repairs = Mapping[Key, Sequence[tuple[ManifestObject, list[dict[str, Any]]]]]
 
@@ -56,7 +58,7 @@ def _outermost_list(body: Mapping[str, Any], path: str) -> tuple[str, Any] | Non
     for token in path.split("/")[1:]:
         if isinstance(node, list) and walked:
             return walked, node
-        key = token.replace("~1", "/").replace("~0", "~")
+        key = unescape(token)
         if isinstance(node, Mapping) and key in node:
             node = node[key]
         elif isinstance(node, list) and key.isdigit() and int(key) < len(node):
@@ -98,16 +100,7 @@ def repair_step(kube: Kube | None, repairs: Repairs) -> Callable[[Action, Path |
     lists back. Raises ReconcilerError (failing the attempt before helm runs) when the API
     server refuses a patch."""
 
-    # Resolved here, once: Discovery is not thread-safe and releases run in parallel.
-    planned: dict[Key, list[tuple[str, str, list[dict[str, Any]]]]] = {}
-    if kube is not None:
-        discovery = Discovery(kube)
-        for key, objects in repairs.items():
-            for obj, ops in objects:
-                where = discovery.resolve(obj.api_version, obj.kind)
-                if where is not None:
-                    path = where.path(obj.namespace, obj.name)
-                    planned.setdefault(key, []).append((obj.ref, path, ops))
+    planned = _with_api_paths(kube, repairs)
 
     def prepare(action: Action, archive: Path | None) -> str:
         if kube is None or not action.correction:
@@ -123,6 +116,27 @@ def repair_step(kube: Kube | None, repairs: Repairs) -> Callable[[Action, Path |
         return f"lists set back to the chart's in {', '.join(done)}" if done else ""
 
     return prepare
+
+
+def _with_api_paths(
+    kube: Kube | None, found: Mapping[Key, Sequence[tuple[ManifestObject, T]]]
+) -> dict[Key, list[tuple[str, str, T]]]:
+    """Each object's (ref, API path, payload), per release; objects of kinds the cluster does
+    not serve are left out. Resolved here, once: Discovery is not thread-safe and releases
+    run in parallel."""
+
+    planned: dict[Key, list[tuple[str, str, T]]] = {}
+    if kube is None:
+        return planned
+    discovery = Discovery(kube)
+    for key, objects in found.items():
+        for obj, payload in objects:
+            where = discovery.resolve(obj.api_version, obj.kind)
+            if where is not None:
+                planned.setdefault(key, []).append(
+                    (obj.ref, where.path(obj.namespace, obj.name), payload)
+                )
+    return planned
 
 
 def _ignored(obj: ManifestObject, rules: Sequence[DriftIgnore]) -> list[str]:
@@ -146,7 +160,7 @@ def kept_of(
         except ManifestError:
             continue
         for obj in objects:
-            paths = [p for p in _ignored(obj, rules[key]) if _at(obj.body, p)[0]]
+            paths = [p for p in _ignored(obj, rules[key]) if pointer_get(obj.body, p)[0]]
             if paths:
                 found.setdefault(key, []).append((obj, paths))
     return found
@@ -160,16 +174,7 @@ def keep_steps(
     Patch per object, as the release's ServiceAccount. Raises ReconcilerError (failing the
     attempt) when the API server refuses a read or patch."""
 
-    planned: dict[Key, list[tuple[str, str, list[str]]]] = {}
-    if kube is not None:
-        discovery = Discovery(kube)
-        for key, objects in kept.items():
-            for obj, paths in objects:
-                where = discovery.resolve(obj.api_version, obj.kind)
-                if where is not None:
-                    planned.setdefault(key, []).append(
-                        (obj.ref, where.path(obj.namespace, obj.name), paths)
-                    )
+    planned = _with_api_paths(kube, kept)
     saved: dict[Key, list[tuple[str, str, list[dict[str, Any]]]]] = {}
 
     def before(action: Action, archive: Path | None) -> str:
@@ -207,18 +212,5 @@ def keep_steps(
 def _keep(live: Mapping[str, Any], path: str) -> dict[str, Any]:
     """The JSON Patch operation that sets `path` back to its live value (or removes it)."""
 
-    found, value = _at(live, path)
+    found, value = pointer_get(live, path)
     return {"op": "add", "path": path, "value": value} if found else {"op": "remove", "path": path}
-
-
-def _at(body: Any, pointer: str) -> tuple[bool, Any]:
-    node = body
-    for token in pointer.split("/")[1:]:
-        key = token.replace("~1", "/").replace("~0", "~")
-        if isinstance(node, Mapping) and node.get(key) is not None:
-            node = node[key]
-        elif isinstance(node, list) and key.isdigit() and int(key) < len(node):
-            node = node[int(key)]
-        else:
-            return False, None
-    return True, node
