@@ -35,8 +35,7 @@ from reconciler.observe import (
     MAX_FILE_BYTES,
     Files,
     ReleaseState,
-    latest_revision,
-    read_record,
+    latest_record,
     record_files,
 )
 from reconciler.plan import Action, Key
@@ -194,7 +193,9 @@ def crd_steps(
             # The pulled archive when there is one (no API call for a chart without crds/),
             # else the record helm just wrote (one LIST and one GET).
             files = (
-                archive_files(archive) if archive else record_files(_latest_record(kube, release))
+                archive_files(archive)
+                if archive
+                else record_files(latest_record(kube, release.namespace, release.name) or {})
             )
             # As the release's ServiceAccount: in lockdown the reconciler reads no CRD.
             acting = as_release_account(kube, release.namespace, release.service_account)
@@ -240,12 +241,6 @@ def deployed_differences(
         if differ:
             found.append((release, differ))
     return found
-
-
-def _latest_record(kube: Kube, release: DesiredRelease) -> Mapping[str, Any]:
-    number = latest_revision(kube, release.namespace, release.name)
-    secret = f"sh.helm.release.v1.{release.name}.v{number}"
-    return (read_record(kube, release.namespace, secret) if number else None) or {}
 
 
 def _body(crd: JsonObject) -> JsonObject:

@@ -16,7 +16,7 @@ from reconciler.errors import HelmError, ReconcilerError
 from reconciler.helm import Helm
 from reconciler.kube import Kube, Resource, as_release_account
 from reconciler.model import DesiredRelease, Policy
-from reconciler.observe import latest_revision, read_record
+from reconciler.observe import latest_record
 from reconciler.plan import Action
 
 NAME_LIMIT = 253  # a Kubernetes object name; longer text in a record is not helm's
@@ -48,9 +48,7 @@ def _test_pods(kube: Kube, release: DesiredRelease) -> str:
     succeed first; empty when the record cannot be read (the failure stands anyway)."""
 
     try:
-        number = latest_revision(kube, release.namespace, release.name)
-        secret = f"sh.helm.release.v1.{release.name}.v{number}"
-        record = read_record(kube, release.namespace, secret) if number else None
+        record = latest_record(kube, release.namespace, release.name)
     except ReconcilerError:
         return ""
     hooks = (record or {}).get("hooks")

@@ -162,6 +162,16 @@ def latest_revision(kube: Kube, namespace: str, name: str) -> int | None:
     return max(numbers, default=None)
 
 
+def latest_record(kube: Kube, namespace: str, name: str) -> dict[str, Any] | None:
+    """The decoded record of the release's latest revision (a LIST of revision numbers, then
+    one GET), or None when helm holds no revision of it or the Secret just went."""
+
+    number = latest_revision(kube, namespace, name)
+    if number is None:
+        return None
+    return read_record(kube, namespace, f"sh.helm.release.v1.{name}.v{number}")
+
+
 def with_detail(kube: Kube, state: ReleaseState) -> ReleaseState:
     """The same state with its latest revision decoded (one GET)."""
 

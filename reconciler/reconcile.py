@@ -31,7 +31,6 @@ from reconciler.kube import (
     Kube,
     as_release_account,
     ensure_namespace,
-    service_account_identity,
 )
 from reconciler.livestate import LiveState, read_live_state
 from reconciler.masking import SecretMask, scalars
@@ -284,9 +283,8 @@ def apply_pass(
 
     def sign(kube: Kube, signer: Signer, namespace: str, name: str, target: int) -> None:
         account = accounts.get((namespace, name))
-        if account:
-            kube = kube.impersonating(*service_account_identity(namespace, account))
-        sign_rollback(kube, signer, namespace, name, target, account)
+        acting = as_release_account(kube, namespace, account)
+        sign_rollback(acting, signer, namespace, name, target, account)
 
     proof = Proof()
     signer = observation.signer

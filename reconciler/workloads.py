@@ -27,7 +27,7 @@ from reconciler.health import (
 from reconciler.kube import Kube, Resource, as_release_account
 from reconciler.liveobjects import Discovery, LiveObject, read_live
 from reconciler.manifest import ManifestObject, parse_record
-from reconciler.observe import latest_revision, read_record
+from reconciler.observe import latest_record
 from reconciler.plan import Action
 
 PODS = Resource("v1", "pods")
@@ -77,12 +77,9 @@ def wait_healthy(
 def release_objects(kube: Kube, namespace: str, release: str) -> tuple[ManifestObject, ...]:
     """The objects of the release's latest revision (two GETs: its number, its record)."""
 
-    number = latest_revision(kube, namespace, release)
-    if number is None:
-        raise ReconcilerError(f"release {namespace}/{release} has no revision to check")
-    record = read_record(kube, namespace, f"sh.helm.release.v1.{release}.v{number}")
+    record = latest_record(kube, namespace, release)
     if record is None:
-        raise ReconcilerError(f"release {namespace}/{release} revision {number} is gone")
+        raise ReconcilerError(f"release {namespace}/{release} has no revision to check")
     return parse_record(record)
 
 
