@@ -435,8 +435,7 @@ def _remediation(release: DesiredRelease, state: ReleaseState, policy: Policy) -
 
     latest = state.latest
     target = last_deployed(state)
-    foreign = target is None and any(r.status == "deployed" for r in state.revisions)
-    if policy.remediation == "none" or not latest.proven or foreign:
+    if policy.remediation == "none" or not latest.proven or foreign_deployed_only(state):
         return []
     reason = f"retries spent at failed revision {latest.number}"
     if policy.remediation == "rollback" and target is not None:
@@ -454,6 +453,15 @@ def last_deployed(state: ReleaseState | None) -> int | None:
         return None
     deployed = [r.number for r in state.revisions if r.status == "deployed" and r.proven]
     return max(deployed, default=None)
+
+
+def foreign_deployed_only(state: ReleaseState | None) -> bool:
+    """A deployed revision exists, but none the reconciler proved it wrote: never roll back
+    to it, nor uninstall over it."""
+
+    if state is None or last_deployed(state) is not None:
+        return False
+    return any(r.status == "deployed" for r in state.revisions)
 
 
 def _stale_pending(
@@ -484,7 +492,8 @@ def _stale_pending(
             gave_up=True,
         )
     target = last_deployed(state)
-    if target is None and any(r.status == "deployed" for r in state.revisions[:-1]):
+    # The latest is pending: any deployed revision is an earlier one.
+    if foreign_deployed_only(state):
         return Hold(
             release.name,
             release.namespace,
@@ -693,10 +702,6 @@ def _action(
     kind: ActionKind, release: DesiredRelease, reason: str, state: ReleaseState | None
 ) -> Action:
     revision = state.latest.number if state else None
-    target = last_deployed(state)
-    foreign = target is None and any(
-        r.status == "deployed" for r in (state.revisions if state else ())
-    )
     return Action(
         kind,
         release.name,
@@ -704,8 +709,8 @@ def _action(
         reason,
         release,
         revision,
-        rollback_to=target,
-        foreign_deployed=foreign,
+        rollback_to=last_deployed(state),
+        foreign_deployed=foreign_deployed_only(state),
         server_side=bool(state and state.detail and state.detail.apply_method == "ssa"),
     )
 
