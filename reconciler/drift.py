@@ -170,7 +170,7 @@ def release_drift(
         ignored = [
             *ALWAYS_IGNORED,
             *owned_paths(obj.kind, obj.body),
-            *_rule_paths(rules, obj.kind, obj.name),
+            *rule_paths(rules, obj.kind, obj.name),
         ]
         scaled = (obj.namespace, obj.kind, obj.name) in autoscaled
         if scaled:
@@ -372,7 +372,9 @@ def _b64(text: Any) -> bytes | None:
         return None
 
 
-def _rule_paths(rules: Sequence[IgnoreRule], kind: str, name: str) -> list[str]:
+def rule_paths(rules: Sequence[IgnoreRule], kind: str, name: str) -> list[str]:
+    """The JSON pointers `rules` keep out of drift for object `kind`/`name`."""
+
     return [path.rstrip("/") for rule in rules if rule.applies(kind, name) for path in rule.paths]
 
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from reconciler.drift import LiveDrift, pointer_get, unescape
+from reconciler.drift import LiveDrift, pointer_get, rule_paths, unescape
 from reconciler.errors import ReconcilerError
 from reconciler.kube import Kube, as_release_account
 from reconciler.liveobjects import Discovery
@@ -140,7 +140,7 @@ def _with_api_paths(
 
 
 def _ignored(obj: ManifestObject, rules: Sequence[DriftIgnore]) -> list[str]:
-    return [p.rstrip("/") for r in rules if r.applies(obj.kind, obj.name) for p in r.paths]
+    return rule_paths(rules, obj.kind, obj.name)
 
 
 def kept_of(

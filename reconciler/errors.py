@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,6 +91,8 @@ class Problem:
 def unexpected(error: BaseException) -> str:
     """`unexpected TypeError at reconciler/health.py:454`: what a one-line report says of an
     exception no module raises on purpose. Its text is left out: it may quote a value."""
+
+    import traceback  # only on this rare path: it costs `reconciler validate` ~3 ms
 
     frames = traceback.extract_tb(error.__traceback__)
     where = ""

@@ -30,12 +30,6 @@ def items(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-def text(value: Any, default: str = "") -> str:
-    """`value` when it is a string, else `default`."""
-
-    return value if isinstance(value, str) else default
-
-
 def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
     """Whether mappings and lists nest more than `limit` levels in `value` (iterative:
     safe on any depth)."""

@@ -313,9 +313,7 @@ def apply_pass(
     keep_before, keep_after = keep_steps(
         kube, kept_of([d.key for d in the_plan.drifted], manifests, rules)
     )
-    prepare = _in_turn(
-        crd_prepare, repair_step(kube, repairs) if repairs else _nothing, keep_before
-    )
+    prepare = _in_turn(crd_prepare, repair_step(kube, repairs), keep_before)
     verify: Callable[[Action], None] = _unverified
     if kube is not None:
         verify = HealthVerifier(
@@ -344,10 +342,6 @@ def apply_pass(
 
 def _unverified(action: Action) -> None:
     return None
-
-
-def _nothing(action: Action, archive: Path | None) -> str:
-    return ""
 
 
 def _in_turn(

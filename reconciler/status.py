@@ -252,7 +252,7 @@ def crds_from(document: Mapping[str, Any]) -> dict[Key, str]:
     """Each `crds: create` release's CRD finding as the last pass recorded it (`crds`)."""
 
     found: dict[Key, str] = {}
-    for row in document.get("releases") or []:
+    for row in items(mapping(document).get("releases")):
         text = row.get("crds") if isinstance(row, dict) else None
         if isinstance(text, str) and text:
             found[(str(row.get("namespace", "")), str(row.get("release", "")))] = text

@@ -336,3 +336,10 @@ def test_the_cli_reports_an_unexpected_exception_in_one_line_without_its_text(
     assert err.startswith("error: unexpected TypeError at unit/test_hostile_input.py:")
     assert "s3cr3t-value" not in err
     assert len(err.splitlines()) == 1
+
+
+def test_a_status_document_of_the_wrong_shape_gives_no_crd_findings() -> None:
+    from reconciler.status import crds_from
+
+    assert crds_from({"releases": 5}) == {}
+    assert crds_from({"releases": [5, {"namespace": "a", "release": "b", "crds": 7}]}) == {}
